@@ -1,0 +1,3 @@
+from edge_sealant.cli import main
+
+main()

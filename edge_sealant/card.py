@@ -1,0 +1,190 @@
+"""The model card: everything needed to feed a model and read its answer, in one dataclass.
+
+Like timm's pretrained cfg, it travels with every artifact: saved as ``run.json`` next to a
+checkpoint and embedded in ONNX ``metadata_props`` / OpenVINO ``rt_info``. Loading an
+artifact therefore needs no extra flags, and training, evaluation and the runtime all build
+their preprocessing from the same fields. Torch-free on purpose (the runtime imports it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_sealant import __version__
+from edge_sealant.errors import EdgeSealantError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE_MODES = ("stretch", "letterbox")
+METADATA_KEY = "edge_sealant.card"
+RUN_JSON = "run.json"
+
+
+@dataclass
+class ModelCard:
+    """Preprocessing, labels and decision rule of one model.
+
+    Exported graphs take ``uint8`` NHWC images already resized to ``input_size`` in
+    ``channel_order``; mean/std normalisation and the sigmoid live inside the graph, so the
+    output is the defect probability. ``mean``/``std`` are recorded for documentation and for
+    integrators who feed the bare network.
+    """
+
+    model: str
+    input_size: tuple[int, int]  # (height, width)
+    resize_mode: str = "stretch"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    channel_order: str = "RGB"
+    input_format: str = "uint8 NHWC, normalisation inside the graph"
+    output: str = "defect probability (sigmoid inside the graph)"
+    labels: tuple[str, str] = ("normal", "defect")
+    defect_classes: list[str] = field(default_factory=list)
+    threshold: float = 0.5
+    threshold_policy: str = "default"
+    precision: str = "fp32"
+    backend: str = "torch"
+    data_summary: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    library_versions: dict[str, str] = field(default_factory=dict)
+    edge_sealant_version: str = __version__
+
+    def __post_init__(self) -> None:
+        self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        self.mean = tuple(float(v) for v in self.mean)
+        self.std = tuple(float(v) for v in self.std)
+        self.labels = tuple(self.labels)
+        if self.resize_mode not in RESIZE_MODES:
+            raise EdgeSealantError(f"resize mode {self.resize_mode!r} is not one of {', '.join(RESIZE_MODES)}")
+        if self.channel_order not in ("RGB", "BGR"):
+            raise EdgeSealantError(f"channel order {self.channel_order!r} must be RGB or BGR")
+        check_threshold(self.threshold)
+
+    @property
+    def height(self) -> int:
+        return self.input_size[0]
+
+    @property
+    def width(self) -> int:
+        return self.input_size[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["input_size"] = list(self.input_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = {"model", "input_size"} - data.keys()
+        if missing:
+            raise EdgeSealantError(f"model card lacks {', '.join(sorted(missing))}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> ModelCard:
+        return dataclasses.replace(self, **changes)
+
+    # --- metadata inside model files -------------------------------------------------------
+    def to_metadata(self) -> dict[str, str]:
+        """Flat string pairs for ONNX ``metadata_props`` and OpenVINO ``rt_info``.
+
+        The full card is one JSON value; the most looked-at fields are repeated as their own
+        keys so that Netron or ``benchmark_app`` users see them without parsing JSON.
+        """
+        return {
+            METADATA_KEY: json.dumps(self.to_dict(), sort_keys=True),
+            "edge_sealant.model": self.model,
+            "edge_sealant.labels": ",".join(self.labels),
+            "edge_sealant.threshold": repr(float(self.threshold)),
+            "edge_sealant.input_size": f"{self.height}x{self.width}",
+            "edge_sealant.resize_mode": self.resize_mode,
+            "edge_sealant.mean": ",".join(repr(v) for v in self.mean),
+            "edge_sealant.std": ",".join(repr(v) for v in self.std),
+            "edge_sealant.channel_order": self.channel_order,
+            "edge_sealant.precision": self.precision,
+            "edge_sealant.version": self.edge_sealant_version,
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str], source: str = "model") -> ModelCard:
+        if METADATA_KEY not in metadata:
+            raise EdgeSealantError(
+                f"{source} has no edge-sealant metadata (was it exported with 'edge-sealant export'?)"
+            )
+        try:
+            return cls.from_dict(json.loads(metadata[METADATA_KEY]))
+        except json.JSONDecodeError as exc:
+            raise EdgeSealantError(f"{source}: edge-sealant metadata is not valid JSON ({exc})") from None
+
+    # --- run.json ---------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the card as JSON atomically (temporary file, then rename)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / RUN_JSON
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelCard:
+        path = Path(path)
+        if path.is_dir():
+            path = path / RUN_JSON
+        if not path.is_file():
+            raise EdgeSealantError(f"{path}: no such file (is this a run folder made by 'edge-sealant train'?)")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise EdgeSealantError(f"{path}: not valid JSON ({exc})") from None
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (H, W) (e.g. '512x208'); a single number means a square."""
+    parts = str(text).lower().replace(",", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise EdgeSealantError(f"size {text!r} is not HxW (e.g. 512x208)") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 8:
+        raise EdgeSealantError(f"size {text!r} is not HxW with both sides >= 8 (e.g. 512x208)")
+    return values[0], values[1]
+
+
+def check_threshold(value: float) -> float:
+    """Return ``value`` as float if it is a usable probability threshold."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise EdgeSealantError(f"threshold {value!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise EdgeSealantError(f"threshold {value} is outside [0, 1]")
+    return value
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` so that readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,305 @@
+"""The ``edge-sealant`` command line: thin by design.
+
+Each command parses options and calls one domain function. Domain modules never import
+typer; they raise :class:`EdgeSealantError`, which becomes a one-line message and exit code 1.
+Heavy libraries are imported inside the commands so ``edge-sealant --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from edge_sealant import __version__
+from edge_sealant.card import parse_size
+from edge_sealant.errors import EdgeSealantError
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+class _App(typer.Typer):
+    """Typer app whose commands turn EdgeSealantError into one line on stderr and exit 1."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable:
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn: Callable) -> Callable:
+            @functools.wraps(fn)
+            def guarded(*f_args: Any, **f_kwargs: Any) -> Any:
+                try:
+                    return fn(*f_args, **f_kwargs)
+                except EdgeSealantError as exc:
+                    err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+                    raise typer.Exit(1) from None
+                except KeyboardInterrupt:
+                    err_console.print("interrupted")
+                    raise typer.Exit(130) from None
+
+            return register(guarded)
+
+        return decorator
+
+
+app = _App(
+    name="edge-sealant",
+    help="Train, quantize and deploy a normal-vs-defect inspection classifier.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = _App(help="Inspect or generate datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"edge-sealant {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    pass
+
+
+def split_list(text: Optional[str]) -> Optional[list[str]]:
+    if text is None:
+        return None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+# ---------------------------------------------------------------------------------- data
+@data_app.command("inspect")
+def data_inspect(
+    data: Path = typer.Argument(..., help="YOLO data.yaml, or a dataset folder (YOLO or ImageFolder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the audit as JSON on stdout."),
+    normal_classes: Optional[str] = typer.Option(None, help="Comma-separated YOLO class names that mean OK."),
+    seed: int = typer.Option(0, help="Seed of the split made when val/test are missing."),
+) -> None:
+    """Audit a dataset: counts per split, boxes per class, sizes, label problems, leakage."""
+    from edge_sealant.data.audit import audit_dataset, render_audit
+    from edge_sealant.data.loading import load_dataset
+
+    dataset = load_dataset(data, normal_classes=split_list(normal_classes), seed=seed)
+    report = audit_dataset(dataset)
+    if as_json:
+        print_json(report)
+    else:
+        render_audit(report, console)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Argument(..., help="Folder to write the YOLO dataset to."),
+    n: int = typer.Option(400, "--n", help="Number of images (all splits)."),
+    defect_ratio: float = typer.Option(0.3, help="Fraction of images with a defect."),
+    size: str = typer.Option("320x112", help="Image size HxW (tall, like sealant line frames)."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same images)."),
+) -> None:
+    """Generate a procedural sealant-bead dataset in YOLO format (the embedded default)."""
+    from edge_sealant.data.synth import synthesize
+
+    summary = synthesize(out, n=n, defect_ratio=defect_ratio, size=parse_size(size), seed=seed)
+    console.print(f"wrote {summary['images']} images to {out} ({summary['counts']})")
+
+
+# --------------------------------------------------------------------------------- train
+@app.command()
+def train(
+    data: Optional[Path] = typer.Argument(None, help="YOLO data.yaml or dataset folder (may come from --config)."),
+    model: Optional[str] = typer.Option(None, help="efficientnet_lite0 (default), efficientnet_b0, mobilenet_v3_small, mobilenet_v3_large."),
+    imgsz: Optional[str] = typer.Option(None, help="Input size HxW, e.g. 512x208 (default: the model's)."),
+    epochs: Optional[int] = typer.Option(None, help="Total epochs, linear probe included (default 15)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder to create (default runs/<model>)."),
+    pretrained: Optional[str] = typer.Option(None, help="imagenet | none | PATH to a weights file."),
+    balance: Optional[str] = typer.Option(None, help="none | undersample | oversample | weighted-loss | weighted-sampler (default)."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="stretch (default) | letterbox."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size (default 32)."),
+    lr: Optional[float] = typer.Option(None, help="AdamW learning rate of the fine-tune (default 1e-3)."),
+    probe_epochs: Optional[int] = typer.Option(None, help="Linear-probe epochs with a frozen backbone (default 1)."),
+    patience: Optional[int] = typer.Option(None, help="Early stop after this many epochs without val AUROC gain (default 5)."),
+    threshold_policy: Optional[str] = typer.Option(None, help="youden | max-f1 | recall@R | fpr@F (default recall@0.99)."),
+    normal_classes: Optional[str] = typer.Option(None, help="Comma-separated YOLO class names that mean OK."),
+    no_augment: bool = typer.Option(False, "--no-augment", help="Disable training augmentation."),
+    device: Optional[str] = typer.Option(None, help="auto (default) | cpu | cuda | cuda:N."),
+    workers: Optional[int] = typer.Option(None, help="DataLoader worker processes (default 0; 2 helps on Colab GPUs)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (default 0)."),
+    time_limit: Optional[float] = typer.Option(None, help="Stop before this many minutes of training."),
+    config: Optional[Path] = typer.Option(None, help="YAML file with the same keys as these options."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
+) -> None:
+    """Train a normal-vs-defect classifier (linear probe, then fine-tune; best val AUROC kept)."""
+    from edge_sealant import train as training
+
+    if resume is not None:
+        training.resume(resume, data=str(data) if data else None, epochs=epochs)
+        return
+    values: dict[str, Any] = training.load_config(config) if config else {}
+    given = {
+        "data": str(data) if data else None,
+        "model": model,
+        "imgsz": parse_size(imgsz) if imgsz else None,
+        "epochs": epochs,
+        "out": str(out) if out else None,
+        "pretrained": pretrained,
+        "balance": balance,
+        "resize_mode": resize,
+        "batch_size": batch_size,
+        "lr": lr,
+        "probe_epochs": probe_epochs,
+        "patience": patience,
+        "threshold_policy": threshold_policy,
+        "normal_classes": split_list(normal_classes),
+        "augment": False if no_augment else None,
+        "device": device,
+        "workers": workers,
+        "seed": seed,
+        "time_limit_min": time_limit,
+    }
+    values.update({k: v for k, v in given.items() if v is not None})
+    if not values.get("data"):
+        raise EdgeSealantError("missing DATA (a data.yaml or dataset folder), on the command line or in --config")
+    values.setdefault("out", str(Path("runs") / values.get("model", "efficientnet_lite0")))
+    result = training.train(training.TrainOptions.from_mapping(values))
+    console.print(f"run saved to {result.run}; next: edge-sealant evaluate {result.run} {values['data']}")
+
+
+# ------------------------------------------------------------------------------ evaluate
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder (or an exported .xml/.onnx model)."),
+    data: Path = typer.Argument(..., help="YOLO data.yaml or dataset folder."),
+    split: str = typer.Option("test", help="Split to report on."),
+    threshold_policy: Optional[str] = typer.Option(
+        None, help="Re-choose the threshold on val (youden | max-f1 | recall@R | fpr@F) and store it in run.json."
+    ),
+    out: Optional[Path] = typer.Option(None, help="Folder for metrics.json and plots (default RUN/eval/<split>)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object on stdout."),
+) -> None:
+    """AUROC, AP, accuracy, recall, false alarms, confusion matrix and per-class recall."""
+    from edge_sealant.evaluate import evaluate_run, render_metrics
+
+    metrics = evaluate_run(run, data, split=split, threshold_policy=threshold_policy, out=out)
+    if as_json:
+        print_json(metrics)
+    else:
+        render_metrics(metrics, console)
+
+
+# -------------------------------------------------------------------------------- export
+@app.command("export")
+def export_cmd(
+    run: Path = typer.Argument(..., help="Run folder made by 'edge-sealant train'."),
+    formats: str = typer.Option("onnx,openvino", "--format", help="Comma-separated: onnx, openvino."),
+    precisions: str = typer.Option("fp32", "--precision", help="Comma-separated: fp32, fp16 (fp16: OpenVINO only)."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle", help="Also write a deployment zip (models, torch-free runtime, example, OVMS layout); never overwritten."),
+    parity_images: int = typer.Option(64, help="Val images compared against torch (FP32 must agree within 1e-4)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON on stdout."),
+) -> None:
+    """Export to ONNX and OpenVINO IR with the model card embedded; check parity with torch."""
+    from edge_sealant.export import export_run
+
+    report = export_run(
+        run, formats=split_list(formats), precisions=split_list(precisions), bundle=bundle,
+        parity_limit=parity_images, log=None if as_json else err_console.print,
+    )
+    if as_json:
+        print_json(report.to_dict())
+        return
+    for artifact in report.artifacts:
+        console.print(
+            f"{artifact.path}  {artifact.size_mb:.1f} MB  max |p - p_torch| = {artifact.max_abs_diff:.2g} "
+            f"(tolerance {artifact.tolerance:g}, {artifact.inference_precision})"
+        )
+    console.print(f"parity on {report.parity_source}")
+    for note in report.notes:
+        console.print(f"note: {note}")
+
+
+@app.command("set-threshold")
+def set_threshold_cmd(
+    model: Path = typer.Argument(..., help="Exported model (.xml or .onnx)."),
+    value: float = typer.Argument(..., help="New decision threshold in [0, 1]."),
+    sidecar: bool = typer.Option(False, "--sidecar", help="Write model.threshold.json next to the model instead of editing the file."),
+) -> None:
+    """Change a model's decision threshold without re-exporting (embedded metadata or sidecar)."""
+    from edge_sealant.export import set_threshold
+
+    change = set_threshold(model, value, mode="sidecar" if sidecar else "embedded")
+    console.print(
+        f"{change['model']}: threshold {change['previous']:g} -> {change['threshold']:g} "
+        f"(in force from: {change['effective_source']}; wrote {', '.join(change['written'])})"
+    )
+
+
+# ------------------------------------------------------------------------------- predict
+@app.command("predict")
+def predict_cmd(
+    model: Path = typer.Argument(..., help="Exported .xml/.onnx, or a run folder (best artifact: openvino int8 > fp32 > onnx)."),
+    source: str = typer.Argument(..., help="Image file, folder (recursive), glob ('imgs/*.jpg') or video (.mp4/.avi/.mkv/.mov)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="preds.csv or preds.json (never overwritten)."),
+    threshold: Optional[float] = typer.Option(None, help="Override the model's threshold."),
+    device: str = typer.Option("CPU", help="OpenVINO device."),
+    hint: str = typer.Option("THROUGHPUT", help="OpenVINO performance hint: LATENCY or THROUGHPUT."),
+    precision: Optional[str] = typer.Option(None, help="OpenVINO inference precision: f32 (default), bf16, f16."),
+    threads: Optional[int] = typer.Option(None, help="Inference threads (default: all cores)."),
+    as_json: bool = typer.Option(False, "--json", help="Print rows and summary as JSON on stdout."),
+) -> None:
+    """Inspect images or video frames; one row per image, errors as rows, summary at the end."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from edge_sealant.predict import PROGRESS_MIN_ITEMS, predict, render_summary
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err_console, transient=True,
+    )
+    task: list[Any] = []
+
+    def on_start(total: Optional[int], description: str) -> None:
+        if not as_json and (total is None or total >= PROGRESS_MIN_ITEMS):
+            progress.start()
+            task.append(progress.add_task(description, total=total))
+
+    def on_result(_result: Any) -> None:
+        if task:
+            progress.advance(task[0])
+
+    try:
+        report = predict(
+            model, source, out=out, threshold=threshold, device=device, hint=hint, precision=precision,
+            threads=threads, on_start=on_start, on_result=on_result,
+        )
+    finally:
+        progress.stop()
+    if as_json:
+        print_json(report.to_dict())
+        return
+    if out is None:
+        for row in report.rows:
+            value = "error: " + str(row.error) if row.error else f"{row.probability:.6f}  {row.decision}"
+            console.print(f"{row.name}  {value}", highlight=False, markup=False)
+    else:
+        console.print(f"wrote {len(report.rows)} rows to {out}")
+    render_summary(report, console)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

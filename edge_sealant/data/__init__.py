@@ -1,0 +1,1 @@
+"""Datasets: loading YOLO / ImageFolder layouts into image-level labels, and auditing them."""

@@ -1,0 +1,429 @@
+"""Dataset audit: counts, boxes per class, image sizes, unreadable files, label problems, leakage.
+
+``audit_dataset`` returns a JSON-able dict (its shape is a contract other code relies on);
+``render_audit`` prints it as compact rich tables. Images are decoded here, not in the loader:
+reduced grey decodes (libjpeg DCT scaling) feed a 64-bit perceptual hash, sizes come from the
+JPEG/PNG header where possible, and a small thread pool overlaps the work (cv2 releases the GIL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge_sealant.data.loading import label_path_for, read_label_file
+from edge_sealant.data.types import SPLITS, LabelledDataset
+from edge_sealant.errors import EdgeSealantError
+
+MAX_LISTED = 1000  # pairs / problems listed in the JSON; the counts are always complete
+SPLIT_ORDER = {name: i for i, name in enumerate(SPLITS)}
+
+
+@dataclass
+class _ImageInfo:
+    sha1: str | None = None
+    phash: int | None = None
+    hw: tuple[int, int] | None = None
+    channels: int | None = None
+    error: str | None = None
+
+
+# ------------------------------------------------------------------------------ decoding
+def header_info(data: bytes) -> tuple[int, int, int] | None:
+    """(height, width, channels as IMREAD_UNCHANGED gives them) from a JPEG/PNG header, or None."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26:
+        width, height = struct.unpack(">II", data[16:24])
+        color_type = data[25]
+        channels = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}.get(color_type)  # OpenCV turns grey+alpha into BGRA
+        if channels == 3 and color_type == 3 and b"tRNS" in data[: data.find(b"IDAT")]:
+            channels = 4  # palette with transparency decodes as BGRA
+        return (height, width, channels) if channels else None
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos, size = 2, len(data)
+    while pos + 4 <= size:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if pos + 10 > size:
+                return None
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            components = data[pos + 9]
+            return height, width, 1 if components == 1 else 3  # CMYK/YCCK decode to BGR
+        pos += 2 + length
+    return None
+
+
+def perceptual_hash(grey: np.ndarray) -> int:
+    """64-bit pHash: low 8x8 DCT frequencies of a 32x32 thumbnail against their median."""
+    small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:8, :8].flatten()
+    bits = low > np.median(low[1:])
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def _inspect(path: Path) -> _ImageInfo:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return _ImageInfo(error=f"cannot read ({exc.strerror or exc})")
+    info = _ImageInfo(sha1=hashlib.sha1(data).hexdigest())
+    if not data:
+        info.error = "empty file"
+        return info
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    header = header_info(data)
+    try:
+        if header is not None:
+            info.hw, info.channels = (header[0], header[1]), header[2]
+            short = min(header[0], header[1])
+            flag = cv2.IMREAD_REDUCED_GRAYSCALE_4 if short >= 256 else cv2.IMREAD_REDUCED_GRAYSCALE_2 if short >= 128 else cv2.IMREAD_GRAYSCALE
+            grey = cv2.imdecode(buffer, flag)
+        else:
+            full = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+            grey = None
+            if full is not None:
+                info.hw, info.channels = full.shape[:2], 1 if full.ndim == 2 else full.shape[2]
+                if full.dtype != np.uint8:
+                    full = cv2.normalize(full, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+                if full.ndim == 2:
+                    grey = full
+                elif full.shape[2] >= 3:
+                    grey = cv2.cvtColor(np.ascontiguousarray(full[:, :, :3]), cv2.COLOR_BGR2GRAY)
+                else:
+                    grey = np.ascontiguousarray(full[:, :, 0])
+    except cv2.error:
+        grey = None
+    if grey is None or grey.size == 0:
+        info.error = "cannot decode"
+        info.hw = info.channels = None
+        return info
+    info.phash = perceptual_hash(grey)
+    return info
+
+
+# ------------------------------------------------------------------------------ pairs
+def _popcount(values: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(values)
+    table = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+    return table[values.view(np.uint8)].reshape(*values.shape, 8).sum(axis=-1)
+
+
+def near_pairs(hashes: np.ndarray, max_distance: int, block: int = 512) -> list[tuple[int, int, int]]:
+    """Pairs (i, j, distance), i < j, whose 64-bit hashes differ in <= max_distance bits."""
+    hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
+    out: list[tuple[int, int, int]] = []
+    for start in range(0, len(hashes), block):
+        rows = hashes[start : start + block]
+        dist = _popcount(rows[:, None] ^ hashes[None, start:])
+        ii, jj = np.nonzero(dist <= max_distance)
+        keep = jj > ii  # columns start at `start`, so jj > ii means j > i
+        for i, j in zip(ii[keep].tolist(), jj[keep].tolist()):
+            out.append((start + i, start + j, int(dist[i, j])))
+    return out
+
+
+# ------------------------------------------------------------------------------ audit
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _capped(items: list[Any]) -> list[Any]:
+    if len(items) <= MAX_LISTED:
+        return items
+    return items[:MAX_LISTED] + [f"... and {len(items) - MAX_LISTED} more"]
+
+
+def _label_stats(dataset: LabelledDataset) -> tuple[dict, dict, list[str]]:
+    names = dataset.class_names
+    boxes: dict[str, dict[str, int]] = {}
+    images: dict[str, dict[str, int]] = {}
+    problems: list[str] = []
+    if dataset.format != "yolo":
+        return boxes, images, problems
+    label_dirs: set[Path] = set()
+    label_files: set[Path] = set()
+    for split, samples in dataset.splits.items():
+        if not samples:
+            continue
+        box_count: Counter[str] = Counter()
+        image_count: Counter[str] = Counter()
+        for sample in samples:
+            label_path = label_path_for(sample.path)
+            label_files.add(label_path)
+            label_dirs.add(label_path.parent)
+            try:
+                parsed = read_label_file(label_path, None, _rel(label_path, dataset.root))
+            except EdgeSealantError as exc:  # changed since loading
+                problems.append(str(exc))
+                continue
+            if parsed is None:
+                continue
+            problems.extend(parsed.problems)
+            line_names = [names[c] if c < len(names) else str(c) for c in parsed.class_ids]
+            box_count.update(line_names)
+            image_count.update(set(line_names))
+        order = {n: i for i, n in enumerate(names)}
+        boxes[split] = {n: box_count[n] for n in sorted(box_count, key=lambda n: order.get(n, len(order)))}
+        images[split] = {n: image_count[n] for n in sorted(image_count, key=lambda n: order.get(n, len(order)))}
+    orphans = []
+    for folder in sorted(label_dirs):
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            if entry.name.endswith(".txt") and entry.name != "classes.txt" and Path(entry.path) not in label_files:
+                orphans.append(f"{_rel(Path(entry.path), dataset.root)}: label file without an image")
+    problems.extend(sorted(orphans))
+    return boxes, images, problems
+
+
+def audit_dataset(dataset: LabelledDataset, near_duplicate_distance: int = 4, workers: int | None = None) -> dict[str, Any]:
+    """Decode every image once and report what could hurt training or inflate metrics."""
+    root = dataset.root
+    entries = [(split, sample) for split in SPLITS for sample in dataset.splits.get(split, [])]
+    entries += [(split, s) for split, v in dataset.splits.items() if split not in SPLITS for s in v]
+    workers = workers or max(2, min(4, os.cpu_count() or 2))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        infos = list(pool.map(_inspect, [sample.path for _, sample in entries], chunksize=16))
+
+    present = [split for split, samples in dataset.splits.items() if samples]
+    counts = dataset.counts()
+    boxes, images_per_class, label_problems = _label_stats(dataset)
+
+    unreadable = []
+    sizes: dict[str, dict[str, Any]] = {}
+    for split in present:
+        sizes[split] = {"min_hw": None, "max_hw": None, "channels": []}
+    channels_seen: dict[str, set[int]] = defaultdict(set)
+    for (split, sample), info in zip(entries, infos):
+        if info.error:
+            unreadable.append(f"{_rel(sample.path, root)}: {info.error}")
+            continue
+        entry = sizes[split]
+        h, w = info.hw
+        entry["min_hw"] = [h, w] if entry["min_hw"] is None else [min(entry["min_hw"][0], h), min(entry["min_hw"][1], w)]
+        entry["max_hw"] = [h, w] if entry["max_hw"] is None else [max(entry["max_hw"][0], h), max(entry["max_hw"][1], w)]
+        channels_seen[split].add(info.channels)
+    for split in present:
+        sizes[split]["channels"] = sorted(channels_seen[split])
+
+    # duplicates: identical bytes are exact; a small pHash distance is near
+    rel_paths = [_rel(sample.path, root) for _, sample in entries]
+    splits_of = [split for split, _ in entries]
+
+    def pair(i: int, j: int) -> dict[str, Any]:
+        if SPLIT_ORDER.get(splits_of[j], 9) < SPLIT_ORDER.get(splits_of[i], 9):
+            i, j = j, i
+        return {"a": rel_paths[i], "b": rel_paths[j], "splits": [splits_of[i], splits_of[j]], "cross_split": splits_of[i] != splits_of[j]}
+
+    by_sha: dict[str, list[int]] = defaultdict(list)
+    for k, info in enumerate(infos):
+        if info.sha1 is not None and not info.error:
+            by_sha[info.sha1].append(k)
+    exact = [pair(g[a], g[b]) for g in by_sha.values() if len(g) > 1 for a in range(len(g)) for b in range(a + 1, len(g))]
+    hashed = [k for k, info in enumerate(infos) if info.phash is not None]
+    hash_array = np.array([infos[k].phash for k in hashed], dtype=np.uint64)
+    near = []
+    for i, j, distance in near_pairs(hash_array, near_duplicate_distance):
+        a, b = hashed[i], hashed[j]
+        if infos[a].sha1 != infos[b].sha1:
+            near.append({**pair(a, b), "distance": distance})
+    exact.sort(key=lambda p: (not p["cross_split"], p["a"], p["b"]))
+    near.sort(key=lambda p: (not p["cross_split"], p["distance"], p["a"], p["b"]))
+    cross_exact = sum(p["cross_split"] for p in exact)
+    cross_near = sum(p["cross_split"] for p in near)
+
+    warnings = _warnings(dataset, counts, present, exact, near, near_duplicate_distance, unreadable, label_problems, images_per_class)
+    return {
+        "root": str(root),
+        "format": dataset.format,
+        "notes": list(dataset.notes),
+        "class_names": list(dataset.class_names),
+        "normal_classes": list(dataset.normal_classes),
+        "splits": {split: counts[split] for split in present},
+        "boxes_per_class": boxes,
+        "images_per_class": images_per_class,
+        "image_size": sizes,
+        "unreadable": _capped(unreadable),
+        "label_problems": _capped(label_problems),
+        "duplicates": {
+            "exact": _capped(exact),
+            "near": _capped(near),
+            "cross_split_exact": cross_exact,
+            "cross_split_near": cross_near,
+            "within_split_exact": len(exact) - cross_exact,
+            "within_split_near": len(near) - cross_near,
+            "near_max_distance": near_duplicate_distance,
+        },
+        "warnings": warnings,
+    }
+
+
+def _warnings(
+    dataset: LabelledDataset,
+    counts: dict[str, dict[str, int]],
+    present: list[str],
+    exact: list[dict],
+    near: list[dict],
+    max_distance: int,
+    unreadable: list[str],
+    label_problems: list[str],
+    images_per_class: dict[str, dict[str, int]],
+) -> list[str]:
+    out = []
+    for kind, pairs in (("exact", exact), ("near", near)):
+        by_split_pair: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for p in pairs:
+            if p["cross_split"]:
+                by_split_pair[tuple(p["splits"])].add(p["b"])
+        for (a, b), later in sorted(by_split_pair.items(), key=lambda kv: (SPLIT_ORDER.get(kv[0][0], 9), SPLIT_ORDER.get(kv[0][1], 9))):
+            if kind == "exact":
+                out.append(f"{len(later)} images appear in both {a} and {b} (exact duplicates): metrics on {b} are inflated")
+            else:
+                out.append(
+                    f"{len(later)} {b} images are near duplicates of {a} images (pHash distance <= {max_distance}): metrics on {b} may be inflated"
+                )
+    within = sum(not p["cross_split"] for p in exact)
+    if within:
+        out.append(f"{within} exact duplicate pairs within a split")
+    if unreadable:
+        out.append(f"{len(unreadable)} images cannot be read or decoded: remove or fix them before training")
+    if label_problems:
+        out.append(f"{len(label_problems)} label problems (see label problems)")
+    for split in present:
+        c = counts[split]
+        if c["defect"] == 0:
+            out.append(f"{split} has no defect images: defect recall cannot be measured there")
+        elif c["normal"] == 0:
+            out.append(f"{split} has no normal images: false alarms cannot be measured there")
+        elif split != "train" and c["defect"] < 20:
+            out.append(f"{split} has only {c['defect']} defect images: recall moves in steps of {100 / c['defect']:.0f}%")
+    normal = set(dataset.normal_classes)
+    train_classes = set(images_per_class.get("train", {})) - normal
+    for split in ("val", "test"):
+        if split in images_per_class and counts.get(split, {}).get("defect"):
+            absent = sorted(train_classes - set(images_per_class[split]))
+            if absent:
+                out.append(f"classes without {split} images (recall not measurable): {', '.join(absent)}")
+    return out
+
+
+# ------------------------------------------------------------------------------ rendering
+def render_audit(report: dict[str, Any], console: Any) -> None:
+    """Compact rich rendering of :func:`audit_dataset`'s report."""
+    from rich.table import Table
+    from rich.text import Text
+
+    splits = report["splits"]
+    console.print(Text.assemble(("dataset ", "bold"), (report["root"], "cyan"), f"  ({report['format']})"))
+
+    table = Table(title="Images per split", title_justify="left", show_edge=False, pad_edge=False)
+    for col in ("split", "images", "normal", "defect", "defect share"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    total_n = total_d = 0
+    for split, c in splits.items():
+        n = c["normal"] + c["defect"]
+        total_n += c["normal"]
+        total_d += c["defect"]
+        table.add_row(split, str(n), str(c["normal"]), str(c["defect"]), f"{c['defect'] / n:.1%}" if n else "-")
+    total = total_n + total_d
+    table.add_row("all", str(total), str(total_n), str(total_d), f"{total_d / total:.1%}" if total else "-", style="bold")
+    console.print(table)
+
+    boxes, imgs = report["boxes_per_class"], report["images_per_class"]
+    classes = list(report["class_names"]) + sorted({c for v in boxes.values() for c in v} - set(report["class_names"]))
+    if classes and boxes:
+        table = Table(title="Boxes (images) per class", title_justify="left", show_edge=False, pad_edge=False)
+        table.add_column("class")
+        for split in boxes:
+            table.add_column(split, justify="right")
+        normal = set(report["normal_classes"])
+        for name in classes:
+            cells = [f"{boxes[s].get(name, 0)} ({imgs.get(s, {}).get(name, 0)})" for s in boxes]
+            label = f"{name} [dim](normal)[/]" if name in normal else name
+            table.add_row(label, *cells)
+        console.print(table)
+
+    table = Table(title="Image sizes", title_justify="left", show_edge=False, pad_edge=False)
+    for col in ("split", "min HxW", "max HxW", "channels"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for split, s in report["image_size"].items():
+        fmt = lambda hw: f"{hw[0]}x{hw[1]}" if hw else "-"  # noqa: E731
+        table.add_row(split, fmt(s["min_hw"]), fmt(s["max_hw"]), ",".join(map(str, s["channels"])) or "-")
+    console.print(table)
+
+    def listing(title: str, items: list[str], style: str) -> None:
+        real = [i for i in items if not str(i).startswith("... and ")]
+        if not items:
+            return
+        console.print(Text(f"{title} ({_count(items)})", style=f"bold {style}"))
+        for item in real[:10]:
+            console.print(Text(f"  {item}", style=style))
+        if _count(items) > 10:
+            console.print(Text(f"  ... {_count(items) - 10} more (--json lists them)", style="dim"))
+
+    listing("Unreadable images", report["unreadable"], "red")
+    listing("Label problems", report["label_problems"], "yellow")
+
+    dup = report["duplicates"]
+    for kind in ("exact", "near"):
+        pairs = [p for p in dup[kind] if isinstance(p, dict)]
+        cross = dup[f"cross_split_{kind}"]
+        within = dup.get(f"within_split_{kind}", len(pairs) - cross)
+        if not pairs:
+            console.print(Text(f"{kind.capitalize()} duplicates: none", style="green"))
+            continue
+        style = "red" if cross else "yellow"
+        title = f"{kind.capitalize()} duplicates: {cross} cross-split pairs, {within} within a split"
+        if kind == "near":
+            title += f" (pHash distance <= {dup.get('near_max_distance', '?')})"
+        console.print(Text(title, style=f"bold {style}"))
+        table = Table(show_edge=False, pad_edge=False)
+        table.add_column("a", overflow="fold")
+        table.add_column("b", overflow="fold")
+        if kind == "near":
+            table.add_column("dist", justify="right")
+        for p in pairs[:10]:
+            row = [_short(p["a"]), _short(p["b"])] + ([str(p["distance"])] if kind == "near" else [])
+            table.add_row(*row, style=style if p["cross_split"] else "dim")
+        if cross + within > 10:
+            table.caption = f"first 10 of {cross + within} (--json lists them)"
+            table.caption_justify = "left"
+        console.print(table)
+
+    for note in report["notes"]:
+        console.print(Text(f"note: {note}", style="dim"))
+    for warning in report["warnings"]:
+        console.print(Text(f"warning: {warning}", style="bold red" if "inflated" in warning else "yellow"))
+
+
+def _count(items: list[Any]) -> int:
+    if items and isinstance(items[-1], str) and items[-1].startswith("... and "):
+        return len(items) - 1 + int(items[-1].split()[2])
+    return len(items)
+
+
+def _short(path: str) -> str:
+    """Table display: 'images/train/x.jpg' -> 'train/x.jpg' (the JSON keeps the full path)."""
+    return path[len("images/") :] if path.startswith("images/") else path

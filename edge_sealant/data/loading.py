@@ -1,0 +1,683 @@
+"""Load a YOLO or ImageFolder dataset as image-level normal/defect labels.
+
+Nothing is decoded here (10k images load in about a second); ``edge_sealant.data.audit``
+decodes, hashes and reports unreadable files. Every input problem becomes a one-line
+:class:`EdgeSealantError` that names the file and line at fault.
+
+Layouts, tried in this order when DATA is a folder:
+
+* a YOLO ``data.yaml`` (or ``dataset.yaml``, or the folder's only ``*.yaml``);
+* ImageFolder: ``ROOT/{train,val,test}/{normal,defect}/`` or ``ROOT/{normal,defect}/``
+  (``good``/``ok`` mean normal, ``ng``/``bad`` mean defect, case-insensitive);
+* YOLO ``images/`` + ``labels/`` without a yaml (class ids serve as names unless a
+  ``classes.txt`` names them).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import yaml
+
+from edge_sealant.data.types import DEFECT, NORMAL, SPLITS, LabelledDataset, Sample
+from edge_sealant.errors import EdgeSealantError
+from edge_sealant.preprocess import IMAGE_SUFFIXES
+
+COORD_TOLERANCE = 1e-6  # exports often write 1.0000001; clipped and reported, not fatal
+YAML_NAMES = ("data.yaml", "dataset.yaml")
+SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+NORMAL_ALIASES = frozenset({"normal", "good", "ok"})
+DEFECT_ALIASES = frozenset({"defect", "ng", "bad"})
+
+
+# ------------------------------------------------------------------------------ labels
+@dataclass
+class LabelFile:
+    """What one YOLO label file says: a class id per line, plus non-fatal problems."""
+
+    class_ids: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _label_path_str(image: str) -> str:
+    # strings, not pathlib: this runs once per image and must stay cheap for 10k images
+    head, name = os.path.split(image)
+    stem = os.path.splitext(name)[0]
+    marker = os.sep + "images" + os.sep
+    wrapped = os.sep + head + os.sep
+    i = wrapped.rfind(marker)
+    if i >= 0:
+        head = (wrapped[:i] + os.sep + "labels" + os.sep + wrapped[i + len(marker) :])[1:].rstrip(os.sep) or os.sep
+    return os.path.join(head, stem + ".txt")
+
+
+def label_path_for(image: Path) -> Path:
+    """YOLO convention: the last ``images`` path component becomes ``labels``, suffix ``.txt``."""
+    return Path(_label_path_str(str(image)))
+
+
+def parse_label_text(text: str, n_classes: int | None, where: str) -> LabelFile:
+    """Parse detection (``cls cx cy w h``) and segmentation (``cls x1 y1 ... xn yn``) lines.
+
+    ``where`` names the file in messages. Fatal problems raise; clipped coordinates,
+    zero-sized boxes and repeated lines are returned in ``problems``.
+    """
+    out = LabelFile()
+    seen: dict[str, int] = {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        parts = raw.split()
+        if not parts:
+            continue
+        n = len(parts)
+        if n != 5 and not (n >= 7 and n % 2 == 1):
+            raise EdgeSealantError(
+                f"{where}:{lineno}: {n} fields; expected 5 (class cx cy w h) or a class and an even number >= 6 of polygon coordinates"
+            )
+        try:
+            cls_value = float(parts[0])
+        except ValueError:
+            raise EdgeSealantError(f"{where}:{lineno}: class id {parts[0]!r} is not a number") from None
+        if not math.isfinite(cls_value) or not cls_value.is_integer() or cls_value < 0:
+            raise EdgeSealantError(f"{where}:{lineno}: class id {parts[0]} is not a non-negative integer")
+        cls = int(cls_value)
+        if n_classes is not None and cls >= n_classes:
+            raise EdgeSealantError(f"{where}:{lineno}: class id {cls} out of range (names has {n_classes} classes)")
+        clipped = False
+        try:
+            coords = [float(v) for v in parts[1:]]
+        except ValueError:
+            bad = next(v for v in parts[1:] if not _is_float(v))
+            raise EdgeSealantError(f"{where}:{lineno}: coordinate {bad!r} is not a number") from None
+        if not (0.0 <= min(coords) and max(coords) <= 1.0) or any(c != c for c in coords):  # slow path; c != c: nan
+            for k, value in enumerate(coords):
+                if 0.0 <= value <= 1.0:
+                    continue
+                if -COORD_TOLERANCE <= value <= 1.0 + COORD_TOLERANCE:
+                    clipped = True
+                    coords[k] = min(max(value, 0.0), 1.0)
+                else:
+                    raise EdgeSealantError(
+                        f"{where}:{lineno}: coordinate {parts[k + 1]} outside [0, 1] (YOLO coordinates are normalised to the image size)"
+                    )
+        if clipped:
+            out.problems.append(f"{where}:{lineno}: coordinates slightly outside [0, 1] clipped")
+        if n == 5 and (coords[2] <= 0.0 or coords[3] <= 0.0):
+            out.problems.append(f"{where}:{lineno}: box has zero width or height")
+        key = " ".join(parts)
+        if key in seen:
+            out.problems.append(f"{where}:{lineno}: duplicate of line {seen[key]}")
+        else:
+            seen[key] = lineno
+        out.class_ids.append(cls)
+    return out
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def read_label_file(path: str | Path, n_classes: int | None, where: str) -> LabelFile | None:
+    """Parse a label file; None when it does not exist (the image is normal)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise EdgeSealantError(f"{where}: is a folder, expected a label file") from None
+    except OSError as exc:
+        raise EdgeSealantError(f"{where}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise EdgeSealantError(f"{where}: not a text label file (not UTF-8)") from None
+    return parse_label_text(text, n_classes, where)
+
+
+# ------------------------------------------------------------------------------ helpers
+def _rel(path: str | Path, root: str | Path) -> str:
+    """``path`` relative to the dataset root (POSIX separators) for messages, else as is."""
+    text, prefix = str(path), str(root).rstrip(os.sep) + os.sep
+    if text.startswith(prefix):
+        return text[len(prefix) :].replace(os.sep, "/")
+    return text
+
+
+def _abspath(path: str | Path) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(str(path))))
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def scan_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursive, hidden files skipped), sorted."""
+    return [Path(p) for p in _scan(folder)]
+
+
+def _scan(folder: str | Path) -> list[str]:
+    found: list[str] = []
+    stack = [str(folder)]
+    visited: set[str] = set()
+    while stack:
+        current = stack.pop()
+        real = os.path.realpath(current)
+        if real in visited:  # symlink loops
+            continue
+        visited.add(real)
+        try:
+            entries = list(os.scandir(current))
+        except OSError as exc:
+            raise EdgeSealantError(f"{current}: cannot list folder ({exc.strerror or exc})") from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                stack.append(entry.path)
+            elif _is_image_name(entry.name):
+                found.append(entry.path)
+    return sorted(found)
+
+
+def _yaml_key_line(text: str, key: str) -> int | None:
+    match = re.search(rf"^{re.escape(key)}\s*:", text, flags=re.MULTILINE)
+    return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def _at(name: str, text: str, key: str) -> str:
+    line = _yaml_key_line(text, key)
+    return f"{name}:{line}" if line else name
+
+
+# ------------------------------------------------------------------------------ splitting
+def _carve(samples: list[Sample], fractions: dict[str, float], rng: np.random.Generator) -> dict[str, list[Sample]]:
+    """Stratified, seeded split: ``fractions`` of each label group go to each named split.
+
+    Per label group the counts are rounded exactly; the group is ordered by defect classes
+    (then randomly) and each split's share is spread evenly along that order, so defect
+    classes reach every split in proportion too. The rest stays in ``"train"``.
+    """
+    out: dict[str, list[Sample]] = {"train": [], **{name: [] for name in fractions}}
+    ordered = sorted(samples, key=lambda s: str(s.path))  # the result does not depend on input order
+    for label in (NORMAL, DEFECT):
+        group = [s for s in ordered if s.label == label]
+        n = len(group)
+        if not n:
+            continue
+        keys = rng.random(n)
+        order = sorted(range(n), key=lambda i: (group[i].defect_classes, keys[i]))
+        quotas = {name: int(math.floor(n * f + 0.5)) for name, f in fractions.items()}
+        quotas["train"] = n - sum(quotas.values())
+        if quotas["train"] < 0:
+            raise EdgeSealantError(f"split fractions {fractions} leave no training images")
+        # evenly spaced slots: the m-th of k items of a split sits at (m + 0.5) / k along the order
+        slots = sorted(
+            ((m + 0.5) / k, rank, name)
+            for rank, (name, k) in enumerate(quotas.items())
+            for m in range(k)
+        )
+        for (_, _, name), i in zip(slots, order):
+            out[name].append(group[i])
+    return {name: sorted(items, key=lambda s: str(s.path)) for name, items in out.items()}
+
+
+def _complete_splits(
+    splits: dict[str, list[Sample]], seed: int, val_fraction: float, test_fraction: float, notes: list[str]
+) -> dict[str, list[Sample]]:
+    for name, fraction in (("val", val_fraction), ("test", test_fraction)):
+        if not 0.0 <= fraction < 1.0:
+            raise EdgeSealantError(f"{name} fraction {fraction} must be in [0, 1)")
+    if val_fraction + test_fraction >= 1.0:
+        raise EdgeSealantError(f"val fraction {val_fraction} + test fraction {test_fraction} leave no training images")
+    train = splits.get("train", [])
+    have = {name for name in SPLITS if splits.get(name)}
+    missing = {"val": val_fraction, "test": test_fraction}
+    missing = {name: f for name, f in missing.items() if name not in have and f > 0}
+    if not missing:
+        return {name: splits.get(name, []) for name in SPLITS}
+    if have == {"train"}:
+        fractions = missing
+        described = ", ".join(f"{name} {f:g}" for name, f in fractions.items())
+    else:
+        # carve the missing split(s) out of train so that each is its fraction of all images
+        total = sum(len(v) for v in splits.values())
+        fractions = {name: min(0.5, f * total / max(1, len(train))) for name, f in missing.items()}
+        described = ", ".join(f"{name} {missing[name]:g} of all images ({f:.3f} of train)" for name, f in fractions.items())
+    made = _carve(train, fractions, np.random.default_rng(seed))
+    notes.append(f"made {'/'.join(fractions)}: stratified, seed {seed}, fractions {described}")
+    result = {name: splits.get(name, []) for name in SPLITS}
+    result.update(made)
+    return result
+
+
+# ------------------------------------------------------------------------------ YOLO
+def _class_names_from_yaml(data: dict[str, Any], name: str, text: str) -> list[str] | None:
+    nc = data.get("nc")
+    names = data.get("names")
+    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 0):
+        raise EdgeSealantError(f"{_at(name, text, 'nc')}: nc must be a non-negative integer, got {nc!r}")
+    if names is None:
+        return None if nc is None else [f"class{i}" for i in range(nc)]
+    if isinstance(names, list):
+        out = [str(n) for n in names]
+    elif isinstance(names, dict):
+        by_id: dict[int, str] = {}
+        for key, value in names.items():
+            try:
+                idx = int(key)
+                if isinstance(key, float) or idx < 0:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise EdgeSealantError(f"{_at(name, text, 'names')}: names key {key!r} is not a class id (0, 1, ...)") from None
+            by_id[idx] = str(value)
+        gaps = [i for i in range(len(by_id)) if i not in by_id]
+        if gaps:
+            raise EdgeSealantError(
+                f"{_at(name, text, 'names')}: names must cover class ids 0..{len(by_id) - 1}; id {gaps[0]} is missing"
+            )
+        out = [by_id[i] for i in range(len(by_id))]
+    else:
+        raise EdgeSealantError(f"{_at(name, text, 'names')}: names must be a list or a {{id: name}} mapping")
+    if nc is not None and nc != len(out):
+        raise EdgeSealantError(f"{_at(name, text, 'nc')}: nc is {nc} but names has {len(out)} entries")
+    return out
+
+
+def _resolve_root(data: dict[str, Any], yaml_path: Path, name: str, text: str, notes: list[str]) -> Path:
+    yaml_dir = yaml_path.parent
+    value = data.get("path")
+    if value in (None, ""):
+        notes.append("no 'path' in the yaml: dataset root is the yaml folder")
+        return yaml_dir
+    given = Path(os.path.expanduser(str(value)))
+    train_entries = _entries(data.get("train"), "train", name, text)
+
+    def train_found(root: Path) -> bool:
+        return any(_find_entry(root, e)[0] is not None for e in train_entries)
+
+    if given.is_absolute():
+        if given.is_dir():
+            return given
+        if train_found(yaml_dir):  # an export made on another machine
+            notes.append(f"path '{value}' does not exist here; using the yaml folder, where the splits are")
+            return yaml_dir
+        raise EdgeSealantError(f"{_at(name, text, 'path')}: path '{value}' does not exist")
+    candidates = [
+        (yaml_dir / given, "the yaml folder"),
+        (yaml_dir.parent / given, "the yaml folder's parent (Ultralytics-style)"),
+        (_abspath(Path.cwd()) / given, "the current folder"),
+    ]
+    existing = [(Path(os.path.normpath(c)), how) for c, how in candidates if c.is_dir()]
+    if not existing:
+        raise EdgeSealantError(
+            f"{_at(name, text, 'path')}: path '{value}' not found relative to the yaml folder, its parent or the current folder"
+        )
+    chosen = next(((c, how) for c, how in existing if train_found(c)), existing[0])
+    notes.append(f"path '{value}' resolved relative to {chosen[1]}: {chosen[0]}")
+    return chosen[0]
+
+
+def _entries(value: Any, split: str, name: str, text: str) -> list[str]:
+    if value is None or value == "":
+        return []
+    items = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, (str, Path)) for v in items):
+        raise EdgeSealantError(f"{_at(name, text, split)}: {split} must be a path or a list of paths")
+    return [str(v) for v in items]
+
+
+def _find_entry(root: Path, entry: str) -> tuple[Path | None, str | None]:
+    """(existing path, note) for a split entry; Roboflow's '../train/images' also tried under root."""
+    path = Path(os.path.expanduser(entry))
+    if path.is_absolute():
+        return (path, None) if path.exists() else (None, None)
+    direct = Path(os.path.normpath(root / path))
+    if direct.exists():
+        return direct, None
+    if entry.startswith("../"):
+        inside = Path(os.path.normpath(root / entry[3:]))
+        if inside.exists():
+            return inside, f"'{entry}' not found; using '{entry[3:]}' under the dataset root (Roboflow-style export)"
+    return None, None
+
+
+def _images_from_list(list_file: Path, root: Path) -> list[str]:
+    where = _rel(list_file, root)
+    try:
+        text = list_file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgeSealantError(f"{where}: cannot read image list ({exc})") from None
+    out = []
+    cwd, base, root_text = os.getcwd(), str(list_file.parent), str(root)
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        item = os.path.expanduser(line)
+        if os.path.isabs(item):
+            candidates = [item]
+        elif line.startswith("./"):
+            candidates = [os.path.join(base, item)]
+        else:
+            candidates = [os.path.join(root_text, item), os.path.join(base, item), os.path.join(cwd, item)]
+        found = next((c for c in candidates if os.path.isfile(c)), None)
+        if found is None:
+            raise EdgeSealantError(f"{where}:{lineno}: image '{line}' does not exist")
+        out.append(os.path.normpath(found))
+    return out
+
+
+def _images_for_split(
+    data: dict[str, Any], split: str, root: Path, name: str, text: str, notes: list[str]
+) -> list[str] | None:
+    entries = _entries(data.get(split), split, name, text)
+    if not entries:
+        return None
+    images: list[str] = []
+    for entry in entries:
+        found, note = _find_entry(root, entry)
+        if found is None:
+            raise EdgeSealantError(f"{_at(name, text, split)}: {split} path '{entry}' does not exist (under {root})")
+        if note:
+            notes.append(f"{split}: {note}")
+        if found.is_dir():
+            images.extend(_scan(found))
+        elif found.suffix.lower() == ".txt":
+            images.extend(_images_from_list(found, root))
+        elif _is_image_name(found.name):
+            images.append(str(found))
+        else:
+            raise EdgeSealantError(f"{_at(name, text, split)}: {split} path '{entry}' is neither a folder, a .txt list nor an image")
+    return images
+
+
+def _yolo_samples(
+    images_per_split: dict[str, list[str]],
+    root: Path,
+    class_names: list[str] | None,
+    normal_classes: list[str],
+    notes: list[str],
+) -> tuple[dict[str, list[Sample]], list[str]]:
+    n_classes = len(class_names) if class_names is not None else None
+    parsed: dict[str, list[tuple[str, list[int]]]] = {}
+    max_id = -1
+    listings: dict[str, set[str] | None] = {}  # one listdir per label folder spares a failed open per unlabelled image
+
+    def may_exist(label_path: str) -> bool:
+        folder, name = os.path.split(label_path)
+        if folder not in listings:
+            try:
+                listings[folder] = set(os.listdir(folder or "."))
+            except OSError:
+                listings[folder] = None if os.path.exists(folder or ".") else set()
+        names = listings[folder]
+        return names is None or name in names
+    for split, images in images_per_split.items():
+        rows = []
+        with_labels = 0
+        for image in images:
+            label_path = _label_path_str(image)
+            labels = read_label_file(label_path, n_classes, _rel(label_path, root)) if may_exist(label_path) else None
+            ids = labels.class_ids if labels is not None else []
+            with_labels += labels is not None
+            if ids:
+                max_id = max(max_id, max(ids))
+            rows.append((image, ids))
+        if images and not with_labels:
+            example = _rel(_label_path_str(images[0]), root)
+            notes.append(f"{split}: no label files found (looked for e.g. {example}): all {len(images)} images count as normal")
+        parsed[split] = rows
+    if class_names is None:
+        class_names = [str(i) for i in range(max_id + 1)]
+        notes.append("class names unknown: class ids are used as names")
+        unknown = [c for c in normal_classes if not c.isdigit()]
+        if unknown:
+            raise EdgeSealantError(f"normal class '{unknown[0]}' is not a class id (the dataset has no class names)")
+        normal_ids = {int(c) for c in normal_classes}
+    else:
+        normal_ids = {i for i, n in enumerate(class_names) if n in set(normal_classes)}
+    splits: dict[str, list[Sample]] = {}
+    for split, rows in parsed.items():
+        samples = []
+        for image, ids in rows:
+            defect_ids = {c for c in ids if c not in normal_ids}
+            names = tuple(sorted({class_names[c] if c < len(class_names) else str(c) for c in defect_ids}))
+            samples.append(Sample(path=Path(image), label=DEFECT if defect_ids else NORMAL, defect_classes=names, boxes=len(ids)))
+        splits[split] = samples
+    return splits, class_names
+
+
+def _check_normal_classes(normal_classes: list[str], class_names: list[str] | None, where: str) -> None:
+    if class_names is None:
+        return
+    known = set(class_names)
+    for name in normal_classes:
+        if name not in known:
+            shown = ", ".join(class_names[:20]) + (", ..." if len(class_names) > 20 else "")
+            raise EdgeSealantError(f"{where}: normal class '{name}' is not in names ({shown})")
+
+
+def _load_yolo_yaml(yaml_path: Path, normal_classes: list[str], notes: list[str]) -> tuple[Path, list[str], list[str], dict]:
+    name = str(yaml_path)
+    try:
+        text = yaml_path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgeSealantError(f"{name}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise EdgeSealantError(f"{name}{line}: YAML does not parse ({problem})") from None
+    if not isinstance(data, dict):
+        raise EdgeSealantError(f"{name}: expected a mapping with path/train/val/test/names, got {type(data).__name__}")
+    if not data.get("train"):
+        raise EdgeSealantError(f"{name}: missing key 'train' (a folder, a .txt list of images, or a list of those)")
+    class_names = _class_names_from_yaml(data, name, text)
+    _check_normal_classes(normal_classes, class_names, _at(name, text, "names"))
+    abs_yaml = _abspath(yaml_path)
+    root = _resolve_root(data, abs_yaml, name, text, notes)
+    images = {}
+    for split in SPLITS:
+        found = _images_for_split(data, split, root, name, text, notes)
+        if found is not None:
+            images[split] = found
+    if not images.get("train"):
+        raise EdgeSealantError(f"{_at(name, text, 'train')}: no images in train path(s) {data.get('train')!r} (under {root})")
+    splits, class_names = _yolo_samples(images, root, class_names, normal_classes, notes)
+    return root, class_names, normal_classes, splits
+
+
+def _yolo_without_yaml(
+    root: Path, normal_classes: list[str], notes: list[str]
+) -> tuple[dict[str, list[Sample]], list[str]] | None:
+    images: dict[str, list[str]] = {}
+    image_dir = root / "images"
+    if image_dir.is_dir():
+        for child in sorted(image_dir.iterdir()):
+            split = SPLIT_ALIASES.get(child.name.lower())
+            if child.is_dir() and split:
+                images.setdefault(split, []).extend(_scan(child))
+        if not images:
+            images["train"] = _scan(image_dir)
+    else:
+        for child in sorted(root.iterdir()):
+            split = SPLIT_ALIASES.get(child.name.lower())
+            if child.is_dir() and split and (child / "images").is_dir():
+                images.setdefault(split, []).extend(_scan(child / "images"))
+    if not any(images.values()):
+        return None
+    class_names = None
+    for candidate in (root / "classes.txt", root / "labels" / "classes.txt"):
+        if candidate.is_file():
+            class_names = [ln.strip() for ln in candidate.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+            notes.append(f"no data.yaml: class names from {_rel(candidate, root)}")
+            break
+    _check_normal_classes(normal_classes, class_names, "classes.txt")
+    if "train" not in images or not images["train"]:
+        raise EdgeSealantError(f"{root}: YOLO images/ layout has no train images")
+    return _yolo_samples(images, root, class_names, normal_classes, notes)
+
+
+# ------------------------------------------------------------------------------ ImageFolder
+def _class_dirs(folder: Path) -> dict[int, list[Path]]:
+    out: dict[int, list[Path]] = {}
+    for child in sorted(folder.iterdir()):
+        if not child.is_dir():
+            continue
+        key = child.name.lower()
+        if key in NORMAL_ALIASES:
+            out.setdefault(NORMAL, []).append(child)
+        elif key in DEFECT_ALIASES:
+            out.setdefault(DEFECT, []).append(child)
+    return out
+
+
+def _imagefolder(root: Path, notes: list[str]) -> dict[str, list[Sample]] | None:
+    split_dirs: dict[str, list[Path]] = defaultdict(list)
+    for child in sorted(root.iterdir()):
+        split = SPLIT_ALIASES.get(child.name.lower())
+        if child.is_dir() and split:
+            split_dirs[split].append(child)
+    layout: dict[str, dict[int, list[Path]]] = {}
+    for split, dirs in split_dirs.items():
+        merged: dict[int, list[Path]] = {}
+        for d in dirs:
+            for label, class_dirs in _class_dirs(d).items():
+                merged.setdefault(label, []).extend(class_dirs)
+        if merged:
+            layout[split] = merged
+    if not layout:
+        top = _class_dirs(root)
+        if not top:
+            return None
+        layout = {"train": top}
+        notes.append("ImageFolder without split folders: all images start in train")
+    splits: dict[str, list[Sample]] = {}
+    for split, by_label in layout.items():
+        samples = []
+        for label, dirs in by_label.items():
+            for d in dirs:
+                samples.extend(Sample(path=p, label=label) for p in scan_images(d))
+        splits[split] = samples
+    ignored = sorted(
+        _rel(c, root)
+        for split, dirs in split_dirs.items()
+        for d in dirs
+        for c in d.iterdir()
+        if c.is_dir() and c.name.lower() not in NORMAL_ALIASES | DEFECT_ALIASES
+    )
+    if ignored:
+        notes.append(f"ignored folders that are neither normal nor defect: {', '.join(ignored[:5])}" + (" ..." if len(ignored) > 5 else ""))
+    if not splits.get("train"):
+        raise EdgeSealantError(f"{root}: ImageFolder layout has no train images (splits: {', '.join(splits) or 'none'})")
+    return splits
+
+
+# ------------------------------------------------------------------------------ entry point
+def _find_yaml(folder: Path) -> Path | None:
+    for name in YAML_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    yamls = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".yaml", ".yml") and p.is_file())
+    return yamls[0] if len(yamls) == 1 else None
+
+
+def _dedupe(splits: dict[str, list[Sample]], root: Path, notes: list[str]) -> dict[str, list[Sample]]:
+    out: dict[str, list[Sample]] = {}
+    seen_in: dict[Path, str] = {}
+    shared: dict[tuple[str, str], int] = defaultdict(int)
+    for split in SPLITS:
+        unique: dict[Path, Sample] = {}
+        for sample in splits.get(split, []):
+            unique.setdefault(sample.path, sample)
+        repeated = len(splits.get(split, [])) - len(unique)
+        if repeated:
+            notes.append(f"{split}: {repeated} repeated image paths listed once")
+        for path in unique:
+            if path in seen_in:
+                shared[(seen_in[path], split)] += 1
+            else:
+                seen_in[path] = split
+        out[split] = sorted(unique.values(), key=lambda s: str(s.path))
+    for (a, b), count in shared.items():
+        notes.append(f"{count} image files are in both {a} and {b} (the same file)")
+    return out
+
+
+def load_dataset(
+    source: str | Path,
+    normal_classes: Iterable[str] | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+) -> LabelledDataset:
+    """Load DATA (a YOLO ``data.yaml`` or a dataset folder) as image-level labels.
+
+    An image is a defect iff it has at least one box/polygon of a class not in
+    ``normal_classes`` (by default every class is a defect). Missing val/test splits are
+    made by a stratified, seeded split of train. Samples are sorted by path per split.
+    """
+    source = Path(source)
+    normal = [c.strip() for c in (normal_classes or []) if c.strip()]
+    notes: list[str] = []
+    if not source.exists():
+        raise EdgeSealantError(f"{source}: no such file or folder")
+    yaml_path = source if source.is_file() else _find_yaml(source)
+    if source.is_file() and source.suffix.lower() not in (".yaml", ".yml"):
+        raise EdgeSealantError(f"{source}: expected a YOLO data.yaml or a dataset folder")
+    if yaml_path is not None:
+        if yaml_path is not source:
+            notes.append(f"using {yaml_path.name}")
+        root, class_names, normal, splits = _load_yolo_yaml(yaml_path, normal, notes)
+        fmt = "yolo"
+    else:
+        root = _abspath(source)
+        splits = _imagefolder(root, notes)
+        if splits is not None:
+            fmt, class_names = "imagefolder", []
+            if normal:
+                raise EdgeSealantError(
+                    f"{source}: normal classes name YOLO classes; an ImageFolder dataset says normal/defect by folder"
+                )
+        else:
+            found = _yolo_without_yaml(root, normal, notes)
+            if found is None:
+                yamls = [p.name for p in root.iterdir() if p.suffix.lower() in (".yaml", ".yml")]
+                hint = f" (several yaml files: {', '.join(sorted(yamls))}; pass one)" if len(yamls) > 1 else ""
+                raise EdgeSealantError(
+                    f"{source}: no images found: expected a data.yaml, {{train,val,test}}/{{normal,defect}}/ folders or images/ + labels/{hint}"
+                )
+            (splits, class_names), fmt = found, "yolo"
+            notes.append("no data.yaml: YOLO images/ + labels/ layout")
+    for split in SPLITS:
+        if split in splits and not splits[split]:
+            notes.append(f"{split} split is empty")
+    if not any(splits.values()):
+        raise EdgeSealantError(f"{source}: dataset has no images")
+    splits = _dedupe(splits, root, notes)
+    splits = _complete_splits(splits, seed, val_fraction, test_fraction, notes)
+    defects = sum(s.label for v in splits.values() for s in v)
+    if defects == 0:
+        notes.append("no defect images at all: check --normal-classes and the label files")
+    return LabelledDataset(
+        root=root,
+        format=fmt,
+        class_names=list(class_names),
+        normal_classes=list(normal),
+        splits=splits,
+        notes=notes,
+    )

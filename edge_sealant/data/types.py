@@ -1,0 +1,72 @@
+"""Plain data types for an image-level normal/defect dataset (torch-free)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NORMAL, DEFECT = 0, 1
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its image-level label.
+
+    ``label`` is 1 (defect) when the image has at least one box/polygon of a defect class.
+    ``defect_classes`` holds the YOLO class names present (for per-class recall).
+    """
+
+    path: Path
+    label: int
+    defect_classes: tuple[str, ...] = ()
+    boxes: int = 0
+
+
+@dataclass
+class LabelledDataset:
+    """Samples per split plus what the loader had to decide or skip on the way."""
+
+    root: Path
+    format: str  # "yolo" or "imagefolder"
+    class_names: list[str]
+    normal_classes: list[str]
+    splits: dict[str, list[Sample]]
+    notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "path: reason" for unreadable files
+
+    def split(self, name: str) -> list[Sample]:
+        from edge_sealant.errors import EdgeSealantError
+
+        if name not in self.splits or not self.splits[name]:
+            have = ", ".join(k for k, v in self.splits.items() if v) or "none"
+            raise EdgeSealantError(f"{self.root}: dataset has no '{name}' split (splits: {have})")
+        return self.splits[name]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for name, samples in self.splits.items():
+            defect = sum(s.label for s in samples)
+            out[name] = {"normal": len(samples) - defect, "defect": defect}
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Short, JSON-able description embedded in run.json and model metadata."""
+        return {
+            "root": str(self.root),
+            "format": self.format,
+            "class_names": list(self.class_names),
+            "normal_classes": list(self.normal_classes),
+            "counts": self.counts(),
+            "notes": list(self.notes),
+        }
+
+
+def class_histogram(samples: list[Sample]) -> dict[str, int]:
+    """Images per defect class (an image with two classes counts for both)."""
+    counter: Counter[str] = Counter()
+    for sample in samples:
+        counter.update(set(sample.defect_classes))
+    return dict(sorted(counter.items()))

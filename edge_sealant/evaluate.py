@@ -1,0 +1,162 @@
+"""Evaluation of any backend on a dataset split, written once for torch, ONNX and OpenVINO.
+
+The operating threshold is chosen on val (never on the split being reported) and stored in
+``run.json``, so every later step (export, quantize, bench, predict) reuses it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from edge_sealant.card import ModelCard, atomic_write_text
+from edge_sealant.data.types import Sample
+from edge_sealant.errors import EdgeSealantError
+from edge_sealant.imageset import LoadedImages, load_images
+from edge_sealant.metrics import binary_metrics, choose_threshold, parse_policy, recall_per_class
+from edge_sealant.runtime.backend import Backend
+
+
+def score(backend: Backend, samples: Sequence[Sample], batch_size: int = 32) -> tuple[LoadedImages, np.ndarray]:
+    """Defect probabilities of ``samples`` through ``backend`` with the card's preprocessing."""
+    loaded = load_images(samples, backend.card)
+    scores = [backend.predict(loaded.images[i : i + batch_size]) for i in range(0, len(loaded.images), batch_size)]
+    return loaded, (np.concatenate(scores).astype(np.float64) if scores else np.zeros(0))
+
+
+def report(loaded: LoadedImages, scores: np.ndarray, card: ModelCard, root: Path | None = None) -> dict[str, Any]:
+    """All metrics at the card's threshold, per-class recall and the misclassified files."""
+    labels = loaded.labels
+    threshold = card.threshold
+    metrics = binary_metrics(labels, scores, threshold)
+    classes = [s.defect_classes for s in loaded.samples]
+    predicted = scores >= threshold
+
+    def name(sample: Sample) -> str:
+        try:
+            return str(sample.path.relative_to(root)) if root else str(sample.path)
+        except ValueError:
+            return str(sample.path)
+
+    misses = [(name(s), float(p)) for s, p, y, d in zip(loaded.samples, scores, labels, predicted) if y == 1 and not d]
+    alarms = [(name(s), float(p)) for s, p, y, d in zip(loaded.samples, scores, labels, predicted) if y == 0 and d]
+    metrics.update(
+        threshold_policy=card.threshold_policy,
+        recall_per_class=recall_per_class(classes, labels, scores, threshold),
+        missed_defects=[{"file": f, "probability": p} for f, p in sorted(misses, key=lambda m: m[1])],
+        false_alarms=[{"file": f, "probability": p} for f, p in sorted(alarms, key=lambda m: -m[1])],
+        skipped=loaded.skipped,
+    )
+    return metrics
+
+
+def retune_threshold(backend: Backend, val: Sequence[Sample], policy_text: str) -> tuple[float, str]:
+    policy = parse_policy(policy_text)
+    loaded, scores = score(backend, val)
+    return choose_threshold(loaded.labels, scores, policy), str(policy)
+
+
+def write_plots(loaded: LoadedImages, scores: np.ndarray, metrics: dict[str, Any], card: ModelCard, out: Path) -> dict[str, str]:
+    from edge_sealant import plots
+
+    labels = loaded.labels
+    if labels.min() == labels.max():
+        return {}  # ROC/PR need both classes
+    classes = [s.defect_classes for s in loaded.samples]
+    return {
+        "roc": str(plots.roc_curves({card.model: (labels, scores)}, out / "roc.png")),
+        "pr": str(plots.pr_curve(labels, scores, out / "pr.png")),
+        "confusion": str(plots.confusion(metrics["confusion_matrix"], card.labels, card.threshold, out / "confusion.png")),
+        "histogram": str(plots.score_histograms(labels, scores, classes, card.threshold, out / "scores.png")),
+    }
+
+
+def open_for_evaluation(model: str | Path) -> tuple[Backend, Path | None]:
+    """A run folder evaluates its torch checkpoint; a .xml/.onnx file its runtime backend."""
+    path = Path(model)
+    if path.is_file() and path.suffix in (".xml", ".onnx"):
+        from edge_sealant.runtime.backends import open_backend
+
+        return open_backend(path), None
+    if not path.is_dir():
+        raise EdgeSealantError(f"{path}: not a run folder nor a .xml/.onnx model")
+    from edge_sealant.torch_backend import TorchBackend
+
+    return TorchBackend.from_run(path), path
+
+
+def evaluate_run(
+    model: str | Path,
+    data: str | Path,
+    split: str = "test",
+    threshold_policy: str | None = None,
+    out: str | Path | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run (or exported model) on ``split``; optionally re-choose the threshold on val.
+
+    Writes ``metrics.json`` and PNGs (ROC, PR, confusion matrix, score histograms) to ``out``
+    (default ``RUN/eval/<split>``) and returns the metrics.
+    """
+    from edge_sealant.data.loading import load_dataset
+
+    backend, run = open_for_evaluation(model)
+    card = backend.card
+    dataset = load_dataset(data, normal_classes=card.data_summary.get("normal_classes") or None)
+    if threshold_policy is not None:
+        if run is None:
+            raise EdgeSealantError("--threshold-policy needs a run folder (use set-threshold for exported files)")
+        card.threshold, card.threshold_policy = retune_threshold(backend, dataset.split("val"), threshold_policy)
+        card.save(run)
+    loaded, scores = score(backend, dataset.split(split))
+    metrics = report(loaded, scores, card, root=dataset.root)
+    # 'precision' is the defect-precision metric; the artifact's numeric precision gets its own key.
+    metrics.update(split=split, model=card.model, backend=backend.name, model_precision=backend.precision)
+    out_dir = Path(out) if out else (run / "eval" / split if run else Path(model).parent / "eval" / split)
+    metrics["plots"] = write_plots(loaded, scores, metrics, card, out_dir)
+    atomic_write_text(out_dir / "metrics.json", _dumps(metrics))
+    if run is not None:
+        card.metrics[split] = {k: v for k, v in metrics.items() if k not in ("missed_defects", "false_alarms", "plots", "skipped")}
+        card.save(run)
+    return metrics
+
+
+def _dumps(payload: Any) -> str:
+    import json
+
+    return json.dumps(payload, indent=2) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def render_metrics(metrics: dict[str, Any], console: Console) -> None:
+    """Rich summary: headline metrics, confusion matrix, per-class recall, worst misses."""
+    table = Table(title=f"{metrics['model']} ({metrics['backend']} {metrics['model_precision']}) on {metrics['split']}: {metrics['n']} images")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("auroc", "average_precision", "accuracy", "balanced_accuracy", "precision", "recall", "f1", "fpr"):
+        table.add_row(key.replace("_", " "), _fmt(metrics[key]))
+    table.add_row("threshold", f"{metrics['threshold']:.4g} ({metrics['threshold_policy']})")
+    cm = metrics["confusion_matrix"]
+    table.add_row("confusion (tn fp / fn tp)", f"{cm['tn']} {cm['fp']} / {cm['fn']} {cm['tp']}")
+    console.print(table)
+    if metrics["recall_per_class"]:
+        per_class = Table(title="defect recall per YOLO class")
+        for column in ("class", "images", "caught", "recall"):
+            per_class.add_column(column, justify="right" if column != "class" else "left")
+        for name, entry in metrics["recall_per_class"].items():
+            per_class.add_row(name, str(entry["images"]), str(entry["detected"]), f"{entry['recall']:.3f}")
+        console.print(per_class)
+    for key, title in (("missed_defects", "missed defects"), ("false_alarms", "false alarms")):
+        items = metrics[key]
+        if items:
+            shown = ", ".join(f"{m['file']} ({m['probability']:.3f})" for m in items[:10])
+            console.print(f"[yellow]{title} ({len(items)}):[/] {shown}{' ...' if len(items) > 10 else ''}")
+    if metrics.get("plots"):
+        console.print(f"plots: {Path(next(iter(metrics['plots'].values()))).parent}")

@@ -1,0 +1,163 @@
+"""Image decoding and resizing shared by training, evaluation and the runtime.
+
+One implementation, no torch: the dataset used for training calls :func:`load_for_model`
+and so does ``edge_sealant.runtime.Inspector``. An exported model therefore sees exactly the
+pixels the trained one saw (the most common complaint against comparable tools is an export
+that silently resizes or normalises differently).
+
+Speed matters because line-camera frames are large (about 2532x824): decoding such a JPEG
+costs more than the INT8 network. When the target size allows it we let libjpeg decode at
+1/2, 1/4 or 1/8 scale (``IMREAD_REDUCED_*``, DCT-domain scaling, several times cheaper) and
+resize only what is left with ``INTER_AREA``.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Union
+
+import cv2
+import numpy as np
+
+from edge_sealant.errors import EdgeSealantError
+
+ImageSource = Union[str, Path, bytes, np.ndarray]
+
+LETTERBOX_FILL = 114  # neutral grey, as in YOLO letterboxing
+_REDUCED_FLAGS = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def encoded_image_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) read from a JPEG or PNG header without decoding, or None."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return height, width
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    size = len(data)
+    while pos + 4 <= size:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if pos + 9 > size:
+                return None
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return height, width
+        pos += 2 + length
+    return None
+
+
+def fitted_size(src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: str) -> tuple[int, int]:
+    """Size the image content takes inside the model input (letterbox keeps aspect ratio)."""
+    if mode == "stretch":
+        return dst_hw
+    scale = min(dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1])
+    return max(1, round(src_hw[0] * scale)), max(1, round(src_hw[1] * scale))
+
+
+def reduction_factor(src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: str = "stretch") -> int:
+    """Largest libjpeg scale (1, 2, 4, 8) that still leaves at least the target pixels."""
+    want_h, want_w = fitted_size(src_hw, dst_hw, mode)
+    for factor in (8, 4, 2):
+        # libjpeg rounds reduced sizes up: ceil(src / factor).
+        if -(-src_hw[0] // factor) >= want_h and -(-src_hw[1] // factor) >= want_w:
+            return factor
+    return 1
+
+
+def decode(data: bytes, target_hw: tuple[int, int] | None = None, mode: str = "stretch", name: str = "image") -> np.ndarray:
+    """Decode encoded bytes to BGR uint8 (grey and 16-bit images become 8-bit, 3 channels).
+
+    With ``target_hw`` the decoder skips the resolution the resize would throw away.
+    EXIF orientation is applied by OpenCV's decoder.
+    """
+    factor = 1
+    if target_hw is not None:
+        src = encoded_image_size(data)
+        if src is not None:
+            factor = reduction_factor(src, target_hw, mode)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(buffer, _REDUCED_FLAGS[factor])
+    if image is not None and factor > 1 and target_hw is not None:
+        # EXIF rotation can swap the axes the header promised; fall back to a full decode.
+        want = fitted_size(image.shape[:2], target_hw, mode)
+        if image.shape[0] < want[0] or image.shape[1] < want[1]:
+            image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if image is None:
+        raise EdgeSealantError(f"{name}: cannot decode image (corrupt or unsupported format)")
+    return image
+
+
+def read_bytes(path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise EdgeSealantError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def resize(image: np.ndarray, target_hw: tuple[int, int], mode: str = "stretch") -> np.ndarray:
+    """Resize a HxWx3 uint8 image to ``target_hw`` by stretching or letterboxing."""
+    dst_h, dst_w = target_hw
+    src_h, src_w = image.shape[:2]
+    new_h, new_w = fitted_size((src_h, src_w), target_hw, mode)
+    if (new_h, new_w) != (src_h, src_w):
+        # INTER_AREA averages when shrinking (no aliasing of thin defects); linear when growing.
+        shrinking = new_h <= src_h and new_w <= src_w
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    if mode == "stretch":
+        return image
+    canvas = np.full((dst_h, dst_w, 3), LETTERBOX_FILL, dtype=np.uint8)
+    top, left = (dst_h - new_h) // 2, (dst_w - new_w) // 2
+    canvas[top : top + new_h, left : left + new_w] = image
+    return canvas
+
+
+def to_three_channels(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
+    return image
+
+
+def load_for_model(
+    source: ImageSource,
+    target_hw: tuple[int, int],
+    mode: str = "stretch",
+    channel_order: str = "RGB",
+) -> np.ndarray:
+    """Decode (if needed), resize and reorder channels: the model's HxWx3 uint8 input.
+
+    ``source`` is a path, encoded bytes, or a decoded BGR (OpenCV convention) array.
+    """
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8:
+            raise EdgeSealantError(f"image array must be uint8, got {source.dtype}")
+        image = to_three_channels(source)
+    else:
+        name = str(source) if not isinstance(source, bytes) else "image bytes"
+        data = source if isinstance(source, bytes) else read_bytes(source)
+        image = decode(data, target_hw, mode, name=name)
+    image = resize(image, target_hw, mode)
+    if channel_order == "RGB":
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(image)

@@ -1,0 +1,147 @@
+"""Training and evaluation end to end on tiny generated data (a few seconds each)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from edge_sealant.cli import app
+from edge_sealant.data.synth import synthesize
+from edge_sealant.errors import EdgeSealantError
+from edge_sealant.train import TrainOptions, epoch_indices, resume, train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "ds"
+    synthesize(out, n=60, defect_ratio=0.35, size=(64, 32), seed=3)
+    return out / "data.yaml"
+
+
+def tiny_options(data, out, **extra):
+    values = dict(data=str(data), out=str(out), model="mobilenet_v3_small", pretrained="none", imgsz=(64, 32), epochs=2, batch_size=8)
+    values.update(extra)
+    return TrainOptions(**values)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "run"
+    train(tiny_options(tiny_data, run))
+    return run
+
+
+def test_run_folder_contents(tiny_run):
+    for name in ("best.pt", "last.pt", "run.json", "training_curves.png"):
+        assert (tiny_run / name).is_file(), name
+    card = json.loads((tiny_run / "run.json").read_text())
+    assert card["model"] == "mobilenet_v3_small"
+    assert card["input_size"] == [64, 32]
+    assert 0.0 <= card["threshold"] <= 1.0
+    assert card["threshold_policy"] == "recall@0.99"
+    assert card["metrics"]["val"]["recall"] >= 0.99  # the policy's promise on val
+    assert card["data_summary"]["counts"]["train"]["defect"] > 0
+    assert card["library_versions"]["torch"]
+    assert len(card["train"]["history"]) == 2
+    assert card["train"]["history"][0]["phase"] == "probe"
+    assert card["defect_classes"] == ["gap", "thinning", "bubble", "smear", "offset"]
+
+
+def test_checkpoint_loads_with_weights_only(tiny_run):
+    state = torch.load(tiny_run / "best.pt", map_location="cpu", weights_only=True)
+    assert "state_dict" in state and state["card"]["model"] == "mobilenet_v3_small"
+
+
+def test_refuses_to_overwrite_a_finished_run(tiny_data, tiny_run):
+    with pytest.raises(EdgeSealantError, match="already holds a finished run"):
+        train(tiny_options(tiny_data, tiny_run))
+
+
+def test_resume_continues_from_last_epoch(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_options(tiny_data, run, epochs=1))
+    (run / "run.json").unlink()  # as if the Colab session dropped before the end
+    with pytest.raises(EdgeSealantError, match="--resume"):
+        train(tiny_options(tiny_data, run, epochs=2))
+    result = resume(run, epochs=2)
+    history = result.card.train["history"]
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert (run / "run.json").is_file()
+
+
+@pytest.mark.parametrize("balance", ["none", "undersample", "oversample", "weighted-sampler"])
+def test_epoch_indices_balance_the_class_mix(balance):
+    labels = np.array([0] * 30 + [1] * 10)
+    chosen = epoch_indices(labels, balance, np.random.default_rng(0))
+    defect = labels[chosen].sum()
+    expected = {"none": (40, 10, 10), "undersample": (20, 10, 10), "oversample": (60, 30, 30), "weighted-sampler": (40, 12, 28)}
+    size, low, high = expected[balance]
+    assert len(chosen) == size
+    assert low <= defect <= high
+
+
+def test_bad_options_fail_before_training(tiny_data, tmp_path):
+    with pytest.raises(EdgeSealantError, match="balance"):
+        tiny_options(tiny_data, tmp_path / "r", balance="magic")
+    with pytest.raises(EdgeSealantError, match="threshold policy"):
+        tiny_options(tiny_data, tmp_path / "r", threshold_policy="recall")
+    with pytest.raises(EdgeSealantError, match="unknown training option"):
+        TrainOptions.from_mapping({"data": "x", "out": "y", "colour": "red"})
+
+
+def test_train_cli_with_config(tiny_data, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"data: {tiny_data}\nmodel: mobilenet_v3_small\npretrained: none\nimgsz: 64x32\nepochs: 1\n"
+        "batch-size: 8\nbalance: weighted-loss\nthreshold_policy: youden\n"
+    )
+    out = tmp_path / "cfg_run"
+    result = runner.invoke(app, ["train", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "run.json").read_text())
+    assert card["threshold_policy"] == "youden"
+    assert card["train"]["options"]["balance"] == "weighted-loss"
+
+
+def test_train_cli_errors_are_one_line(tmp_path):
+    result = runner.invoke(app, ["train", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_evaluate_json_and_plots(tiny_run, tiny_data):
+    result = runner.invoke(app, ["evaluate", str(tiny_run), str(tiny_data), "--split", "test", "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    for key in ("auroc", "accuracy", "balanced_accuracy", "recall", "fpr", "threshold", "average_precision"):
+        assert key in metrics
+    assert metrics["n"] == metrics["confusion_matrix"]["tn"] + metrics["confusion_matrix"]["fp"] + metrics["confusion_matrix"]["fn"] + metrics["confusion_matrix"]["tp"]
+    assert set(metrics["recall_per_class"]) <= {"gap", "thinning", "bubble", "smear", "offset"}
+    assert set(metrics["plots"]) == {"roc", "pr", "confusion", "histogram"}
+    for path in metrics["plots"].values():
+        assert path.endswith(".png") and Path(path).is_file() and Path(path).parent == tiny_run / "eval" / "test"
+    card = json.loads((tiny_run / "run.json").read_text())
+    assert card["metrics"]["test"]["auroc"] == metrics["auroc"]
+
+
+def test_evaluate_threshold_policy_is_stored(tiny_run, tiny_data, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    result = runner.invoke(app, ["evaluate", str(run), str(tiny_data), "--threshold-policy", "fpr@0.1", "--json"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((run / "run.json").read_text())
+    assert card["threshold_policy"] == "fpr@0.1"
+    assert json.loads(result.stdout)["threshold"] == pytest.approx(card["threshold"])
+
+
+def test_evaluate_missing_split_is_one_line(tiny_run, tiny_data):
+    result = runner.invoke(app, ["evaluate", str(tiny_run), str(tiny_data), "--split", "holdout"])
+    assert result.exit_code == 1
+    assert "no 'holdout' split" in result.output

@@ -135,6 +135,7 @@ def train(
     normal_classes: Optional[str] = typer.Option(None, help="Comma-separated YOLO class names that mean OK."),
     no_augment: bool = typer.Option(False, "--no-augment", help="Disable training augmentation."),
     device: Optional[str] = typer.Option(None, help="auto (default) | cpu | cuda | cuda:N."),
+    amp: Optional[str] = typer.Option(None, help="CUDA mixed precision: auto (default) | bf16 | fp16 | off."),
     workers: Optional[int] = typer.Option(None, help="DataLoader worker processes (default 0; 2 helps on Colab GPUs)."),
     seed: Optional[int] = typer.Option(None, help="Random seed (default 0)."),
     time_limit: Optional[float] = typer.Option(None, help="Stop before this many minutes of training."),
@@ -165,6 +166,7 @@ def train(
         "normal_classes": split_list(normal_classes),
         "augment": False if no_augment else None,
         "device": device,
+        "amp": amp,
         "workers": workers,
         "seed": seed,
         "time_limit_min": time_limit,
@@ -245,6 +247,28 @@ def set_threshold_cmd(
     )
 
 
+# ------------------------------------------------------------------------------ quantize
+@app.command("quantize")
+def quantize_cmd(
+    run: Path = typer.Argument(..., help="Run folder (its FP32 export is made first when missing)."),
+    data: Path = typer.Argument(..., help="Dataset to calibrate and evaluate on (YOLO data.yaml or folder)."),
+    backend: str = typer.Option("openvino", "--backend", help="openvino (NNCF -> INT8 IR) or onnx (NNCF -> QDQ ONNX)."),
+    subset_size: int = typer.Option(300, "--subset-size", help="Calibration images, drawn stratified by label."),
+    split: str = typer.Option("train", "--split", help="Split the calibration images come from."),
+    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Accuracy control: keep layers in float until the val AUROC drop is <= D (absolute)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the quantize report as JSON on stdout."),
+) -> None:
+    """Post-training INT8 quantization (NNCF) with a calibration manifest and FP32-vs-INT8 report."""
+    from edge_sealant.quantize import quantize_run
+
+    report = quantize_run(
+        run, data, backend=backend, subset_size=subset_size, split=split, max_drop=max_drop,
+        console=err_console if as_json else console,
+    )
+    if as_json:
+        print_json(report)
+
+
 # ------------------------------------------------------------------------------- predict
 @app.command("predict")
 def predict_cmd(
@@ -295,6 +319,66 @@ def predict_cmd(
     else:
         console.print(f"wrote {len(report.rows)} rows to {out}")
     render_summary(report, console)
+
+
+# --------------------------------------------------------------------------------- bench
+@app.command("bench")
+def bench_cmd(
+    run: Path = typer.Argument(..., help="Run folder (best.pt + exported/quantized models)."),
+    data: Path = typer.Argument(..., help="YOLO data.yaml or dataset folder."),
+    split: str = typer.Option("test", help="Split whose images are scored and timed."),
+    backends: Optional[str] = typer.Option(None, help="Comma-separated: torch,onnxruntime,openvino (default all)."),
+    precisions: Optional[str] = typer.Option(None, help="Comma-separated: fp32,fp16,int8,bf16 (default all; bf16 only where the CPU has it)."),
+    threads: Optional[int] = typer.Option(None, help="Threads for every backend (default: physical cores)."),
+    iterations: int = typer.Option(200, help="Timed batch-1 runs per row, after --warmup."),
+    warmup: int = typer.Option(20, help="Untimed runs before timing."),
+    e2e_images: int = typer.Option(200, help="Files streamed through the runtime for the end-to-end figures."),
+    no_e2e: bool = typer.Option(False, "--no-e2e", help="Skip the end-to-end (file -> decision) figures."),
+    reference: Optional[str] = typer.Option(None, help="full-res: add a timing-only EfficientNet-B0 row at the source resolution."),
+    reference_size: Optional[str] = typer.Option(None, help="HxW of the --reference row (default: the split's image size)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here (PNGs go next to it)."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write the rows as CSV here."),
+    md_out: Optional[Path] = typer.Option(None, "--md", help="Write a Markdown report here."),
+    fail_on_drop: Optional[float] = typer.Option(None, help="Exit 1 when an INT8 row loses more than this AUROC vs the FP32 row of its backend."),
+) -> None:
+    """Accuracy, size, latency, throughput and end-to-end speed of every artifact of a run."""
+    from edge_sealant import bench
+
+    options = bench.BenchOptions(
+        run=run,
+        data=data,
+        split=split,
+        backends=split_list(backends),
+        precisions=split_list(precisions),
+        threads=threads,
+        iterations=iterations,
+        warmup=warmup,
+        e2e_images=e2e_images,
+        e2e=not no_e2e,
+        reference=reference,
+        reference_size=parse_size(reference_size) if reference_size else None,
+    )
+    result = bench.run_bench(options, log=lambda message: err_console.print(message, highlight=False, markup=False))
+    if fail_on_drop is not None:
+        result.gate = bench.drop_gate(result.rows, fail_on_drop)
+    written = bench.write_outputs(result, bench.default_out_dir(run, json_out), json_out, csv_out, md_out)
+    bench.render_table(result, console)
+    console.print(f"written: {', '.join(written.values())}", highlight=False)
+    if result.gate:
+        raise EdgeSealantError(f"INT8 AUROC drop above {fail_on_drop:g}: {'; '.join(result.gate)}")
+
+
+# ---------------------------------------------------------------------------------- demo
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("demo_out"), help="Folder to create (must not exist or be empty)."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny version for tests: 64x32 images, 2 epochs, few bench runs (< 60 s)."),
+    threads: Optional[int] = typer.Option(None, help="Threads for training and every backend (default: physical cores)."),
+) -> None:
+    """Generate sealant-bead data, train, export, quantize and bench: the whole job in minutes."""
+    from edge_sealant.demo import DemoOptions, run_demo
+
+    run_demo(DemoOptions.preset(quick=quick, out=out, threads=threads), log=lambda m: console.print(m, highlight=False, markup=False), console=console)
 
 
 def main() -> None:

@@ -21,6 +21,8 @@ import numpy as np
 
 from edge_sealant.errors import EdgeSealantError
 
+__all__ = ["CLASSES", "render", "synthesize"]
+
 CLASSES = ("gap", "thinning", "bubble", "smear", "offset")
 SPLIT_NAMES = ("train", "val", "test")
 SECOND_DEFECT_P = 0.2
@@ -85,44 +87,50 @@ def render(
     """
     scene = _draw_scene(rng, height, width)
     finish_rng = np.random.default_rng(rng.integers(2**63))  # same frame with or without defects
-    windows = _place_defects(rng, height, scene.bead_w, len(defects))
-    boxes: list[Box] = []
-    patches = []
+    windows = _place_defects(rng, height, len(defects))
+    spans, patches = [], []
     for cls, (y0, y1) in zip(defects, windows):
-        name = CLASSES[cls]
-        if name in ("gap", "thinning", "offset"):
-            boxes.append((cls, *_GEOMETRY_DEFECTS[name](rng, scene, y0, y1)))
+        if CLASSES[cls] in _PATH_DEFECTS:  # edit the bead path now, box it once rendered
+            spans.append((cls, *_PATH_DEFECTS[CLASSES[cls]](rng, scene, y0, y1)))
         else:
             patches.append((cls, y0, y1))
     luma, alpha = _composite(scene)
     tint_mix = alpha.copy()  # where the frame takes the bead's colour (smears add to it)
+    boxes: list[Box] = [(cls, *_path_box(scene, alpha, top, bottom)) for cls, top, bottom in spans]
     for cls, y0, y1 in patches:
-        box = _PATCH_DEFECTS[CLASSES[cls]](rng, scene, luma, tint_mix, alpha, y0, y1)
-        boxes.append((cls, *box))
-    boxes = [_geometry_box(b, scene, alpha) for b in boxes]
+        boxes.append((cls, *_PATCH_DEFECTS[CLASSES[cls]](rng, scene, luma, tint_mix, alpha, y0, y1)))
     return _finish(finish_rng, scene, luma, tint_mix), boxes
 
 
 # --------------------------------------------------------------------------- arguments and layout
 
 
-def _validate(out, n, defect_ratio, size, split_fractions, jpeg_quality):
-    if not isinstance(n, (int, np.integer)) or n < 10:
-        raise EdgeSealantError(f"synthesize: n must be an integer >= 10, got {n!r}")
-    if not 0.0 <= float(defect_ratio) <= 1.0:
-        raise EdgeSealantError(f"synthesize: defect_ratio must be in [0, 1], got {defect_ratio!r}")
+def _number(value, kind, what: str):
     try:
-        height, width = (int(v) for v in size)
+        return kind(value)
     except (TypeError, ValueError):
-        raise EdgeSealantError(f"synthesize: size must be (height, width), got {size!r}") from None
+        raise EdgeSealantError(f"synthesize: {what}, got {value!r}") from None
+
+
+def _validate(out, n, defect_ratio, size, split_fractions, jpeg_quality):
+    """Checked (height, width, normalised split fractions); refuses a non-empty ``out``."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 10:
+        raise EdgeSealantError(f"synthesize: n must be an integer >= 10, got {n!r}")
+    if not 0.0 <= _number(defect_ratio, float, "defect_ratio must be a number") <= 1.0:
+        raise EdgeSealantError(f"synthesize: defect_ratio must be in [0, 1], got {defect_ratio!r}")
+    if isinstance(size, (str, bytes)) or len(_number(size, tuple, "size must be (height, width)")) != 2:
+        raise EdgeSealantError(f"synthesize: size must be (height, width), got {size!r}")
+    height, width = (_number(v, int, "size must be (height, width)") for v in size)
     if height < 32 or width < 32:
         raise EdgeSealantError(f"synthesize: size sides must be >= 32, got {size!r}")
-    fractions = np.asarray(split_fractions, dtype=float)
-    if fractions.shape != (3,) or (fractions < 0).any() or fractions.sum() <= 0 or fractions[0] <= 0:
+    fractions = _number(split_fractions, lambda v: np.asarray(v, dtype=float), "bad split_fractions")
+    valid = fractions.shape == (3,) and np.isfinite(fractions).all() and (fractions >= 0).all()
+    if not valid or fractions[0] <= 0:
         raise EdgeSealantError(
-            f"synthesize: split_fractions must be 3 non-negative numbers with train > 0, got {split_fractions!r}"
+            "synthesize: split_fractions must be 3 non-negative numbers (train, val, test) with train > 0, "
+            f"got {split_fractions!r}"
         )
-    if not 1 <= int(jpeg_quality) <= 100:
+    if not 1 <= _number(jpeg_quality, int, "jpeg_quality must be an integer") <= 100:
         raise EdgeSealantError(f"synthesize: jpeg_quality must be in [1, 100], got {jpeg_quality!r}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -131,7 +139,7 @@ def _validate(out, n, defect_ratio, size, split_fractions, jpeg_quality):
 
 
 def _largest_remainder(total: int, weights) -> list[int]:
-    """Integers proportional to ``weights`` summing to ``total`` (never above a weight's share ceiling)."""
+    """Integers proportional to ``weights`` that sum to ``total`` (each floor or ceil of its share)."""
     weights = np.asarray(weights, dtype=float)
     quotas = total * weights / weights.sum()
     counts = np.floor(quotas).astype(int)
@@ -156,6 +164,7 @@ def _layout(n: int, n_defect: int, fractions, seed: int) -> list[tuple[int, str,
 
 
 def _defect_classes(rng: np.random.Generator, primary: int) -> list[int]:
+    """The image's defect classes: the balanced primary one, sometimes a second, different one."""
     if primary < 0:
         return []
     if rng.random() < SECOND_DEFECT_P:
@@ -167,6 +176,7 @@ def _defect_classes(rng: np.random.Generator, primary: int) -> list[int]:
 
 
 def _write_sample(out: Path, split: str, stem: str, image: np.ndarray, boxes: list[Box], quality: int):
+    """The JPEG and its YOLO label file (empty for a normal image)."""
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise EdgeSealantError(f"{out}: could not encode {stem}.jpg")
@@ -319,7 +329,7 @@ def _distractors(rng: np.random.Generator, luma: np.ndarray, h: int, w: int) -> 
 # --------------------------------------------------------------------------- defects
 
 
-def _place_defects(rng: np.random.Generator, h: int, bead_w: float, count: int) -> list[tuple[int, int]]:
+def _place_defects(rng: np.random.Generator, h: int, count: int) -> list[tuple[int, int]]:
     """Disjoint row windows, one per defect, away from the frame ends."""
     if count == 0:
         return []
@@ -337,22 +347,22 @@ def _pick_rows(rng, y0: int, y1: int, extent: float) -> float:
     return float(rng.uniform(lo, hi)) if hi > lo else (y0 + y1) / 2
 
 
-def _gap(rng, scene: Scene, y0: int, y1: int) -> tuple[float, float, float, float]:
+def _gap(rng, scene: Scene, y0: int, y1: int) -> tuple[float, float]:
     """A break: the bead's half width drops to zero over a short stretch with rounded ends."""
     bw = scene.bead_w
-    length = rng.uniform(0.15, 0.9) * bw
+    length = rng.uniform(0.1, 0.7) * bw
     radius = rng.uniform(0.5, 1.1) * bw / 2
     mid = _pick_rows(rng, y0, y1, length + 2 * radius)
     y = np.arange(scene.h, dtype=np.float32)
     dist = np.clip(np.abs(y - mid) - length / 2, 0, None)  # rows from the break
     end = np.sqrt(np.clip(1 - (np.clip(radius - dist, 0, None) / radius) ** 2, 0, 1))
     scene.half *= np.where(dist > 0, end, 0.0).astype(np.float32)
-    if rng.random() < 0.35:  # a thread of sealant left in the gap: lower contrast
+    if rng.random() < 0.45:  # a thread of sealant left in the gap: lower contrast
         scene.half[:] = np.maximum(scene.half, scene.clean_half * rng.uniform(0.1, 0.35))
-    return _window(mid, length / 2 + radius)
+    return mid - length / 2 - radius, mid + length / 2 + radius
 
 
-def _thinning(rng, scene: Scene, y0: int, y1: int) -> tuple[float, float, float, float]:
+def _thinning(rng, scene: Scene, y0: int, y1: int) -> tuple[float, float]:
     """A locally narrower bead, sometimes eaten from one side only."""
     bw = scene.bead_w
     sigma = rng.uniform(0.5, 1.6) * bw
@@ -362,44 +372,37 @@ def _thinning(rng, scene: Scene, y0: int, y1: int) -> tuple[float, float, float,
     lost = scene.half * dip
     scene.half -= lost
     scene.centre += rng.choice([-1, 1]) * rng.uniform(0, 1) * lost  # one-sided when shifted
-    return _window(mid, 1.6 * sigma)
+    return mid - 1.6 * sigma, mid + 1.6 * sigma
 
 
-def _offset(rng, scene: Scene, y0: int, y1: int) -> tuple[float, float, float, float]:
+def _offset(rng, scene: Scene, y0: int, y1: int) -> tuple[float, float]:
     """A segment of the bead displaced sideways with short, smooth ramps."""
     bw = scene.bead_w
     length = rng.uniform(1.5, 4.0) * bw
     ramp = rng.uniform(0.15, 0.5) * bw
     mid = _pick_rows(rng, y0, y1, length + 4 * ramp)
     y = np.arange(scene.h, dtype=np.float32)
-    shift = rng.choice([-1, 1]) * rng.uniform(0.2, 0.6) * bw
+    shift = rng.choice([-1, 1]) * rng.uniform(0.15, 0.5) * bw
     scene.centre += (shift * _smooth_box(y, mid - length / 2, mid + length / 2, ramp)).astype(np.float32)
-    return _window(mid, length / 2 + 2.5 * ramp)
+    return mid - length / 2 - 2.5 * ramp, mid + length / 2 + 2.5 * ramp
 
 
-def _window(mid: float, half_rows: float) -> tuple[float, float, float, float]:
-    """Row window of a geometric defect; its x extent is found later from the rendering."""
-    return (np.nan, mid - half_rows, np.nan, mid + half_rows)
-
-
-def _geometry_box(box, scene: Scene, alpha) -> Box:
-    """Turn a row window into a tight box around the pixels whose bead coverage changed."""
-    cls, x0, y0, x1, y1 = box
-    if not np.isnan(x0):
-        return box
+def _path_box(scene: Scene, alpha: np.ndarray, y0: float, y1: float) -> tuple[float, float, float, float]:
+    """Tight box of a path defect acting on rows y0..y1: the rows whose bead coverage changed,
+    across the whole bead there (as drawn and as it should have been)."""
     r0, r1 = max(0, int(np.floor(y0))), min(scene.h, int(np.ceil(y1)) + 1)
     xs = np.arange(scene.w, dtype=np.float32)
     clean = _coverage(scene.clean_centre[r0:r1, None] - xs[None, :], scene.clean_half[r0:r1])
     rows, cols = np.nonzero(np.abs(alpha[r0:r1] - clean) > 0.35)
-    if rows.size == 0:  # too small to change a pixel: box the bead over the window
-        xs = np.concatenate([scene.clean_centre[r0:r1], scene.centre[r0:r1]])
-        return (cls, float(xs.min() - scene.bead_w / 2), y0, float(xs.max() + scene.bead_w / 2), y1)
+    if rows.size == 0:  # too small to change a whole pixel: keep the window's rows
+        rows, cols = np.array([0, r1 - r0 - 1]), np.array([scene.w // 2])
     top, bottom = r0 + rows.min(), r0 + rows.max() + 1
-    span = slice(top, bottom)  # the box spans the whole bead (before and after) on those rows
-    left = min(cols.min(), (scene.clean_centre[span] - scene.clean_half[span]).min(), (scene.centre[span] - scene.half[span]).min())
-    right = max(cols.max() + 1, (scene.clean_centre[span] + scene.clean_half[span]).max(), (scene.centre[span] + scene.half[span]).max())
+    edges = [scene.clean_centre[top:bottom] + k * scene.clean_half[top:bottom] for k in (-1, 1)]
+    edges += [scene.centre[top:bottom] + k * scene.half[top:bottom] for k in (-1, 1)]
+    left = min(cols.min(), *(e.min() for e in edges))
+    right = max(cols.max() + 1, *(e.max() for e in edges))
     pad = 0.05 * scene.bead_w + 0.5
-    return (cls, float(left) - pad, top - pad, float(right) + pad, bottom + pad)
+    return float(left) - pad, top - pad, float(right) + pad, bottom + pad
 
 
 def _patch(scene: Scene, cx: float, cy: float, rx: float, ry: float):
@@ -431,8 +434,8 @@ def _bubble(rng, scene: Scene, luma, tint_mix, alpha, y0: int, y1: int):
 def _smear(rng, scene: Scene, luma, tint_mix, alpha, y0: int, y1: int):
     """Sealant spread beside the bead: an irregular, semi-transparent film touching its edge."""
     bw = scene.bead_w
-    ry = rng.uniform(0.5, 1.4) * bw
-    rx = rng.uniform(0.2, 0.55) * bw
+    ry = rng.uniform(0.6, 1.5) * bw
+    rx = rng.uniform(0.25, 0.6) * bw
     cy = _pick_rows(rng, y0, y1, 2 * ry)
     row = int(np.clip(cy, 0, scene.h - 1))
     side = rng.choice([-1, 1])
@@ -442,18 +445,23 @@ def _smear(rng, scene: Scene, luma, tint_mix, alpha, y0: int, y1: int):
     wobble = 0.35 * _noise(rng, (5, 3), *q.shape) if min(q.shape) > 1 else 0.0
     film = np.clip((1.0 - q + wobble) * rx / max(1.5, 0.1 * bw), 0, 1) * (1 - alpha[sl])
     opacity = rng.uniform(0.5, 0.95)
-    flat = scene.bead_luma * (0.55 + 0.45 * np.sqrt(1 - scene.light**2))  # a flat film of bead material
+    flat = scene.bead_luma * (0.55 + 0.45 * np.sqrt(1 - scene.light**2))  # a flat film of sealant
+    under = float(luma[sl].mean())
+    if abs(flat - under) < 0.08:  # a glossy film never quite matches the substrate it covers
+        flat = under + (0.08 if flat >= under else -0.08)
     sheen = rng.uniform(0.02, 0.08) * _noise(rng, (4, 3), *q.shape) if min(q.shape) > 1 else 0.0
-    meniscus = 4 * film * (1 - film) * rng.choice([-1, 1]) * rng.uniform(0.05, 0.15)  # its edge catches light
+    edge = rng.choice([-1, 1]) * rng.uniform(0.08, 0.18)
+    meniscus = 4 * film * (1 - film) * edge  # the film's rim catches the light (or shades)
     luma[sl] += film * opacity * (flat + sheen - luma[sl]) + meniscus
     tint_mix[sl] = np.maximum(tint_mix[sl], film * opacity)
-    rows, cols = np.nonzero(film > 0.5)
+    rows, cols = np.nonzero(film > 0.3)  # its soft rim counts: it is visible
     if rows.size == 0:
         return (cx - rx, cy - ry, cx + rx, cy + ry)
-    return (gx[0, cols.min()] - 0.5, gy[rows.min(), 0] - 0.5, gx[0, cols.max()] + 1.5, gy[rows.max(), 0] + 1.5)
+    x0, y0 = gx[0, cols.min()], gy[rows.min(), 0]
+    return (x0 - 0.5, y0 - 0.5, gx[0, cols.max()] + 1.5, gy[rows.max(), 0] + 1.5)
 
 
-_GEOMETRY_DEFECTS = {"gap": _gap, "thinning": _thinning, "offset": _offset}
+_PATH_DEFECTS = {"gap": _gap, "thinning": _thinning, "offset": _offset}
 _PATCH_DEFECTS = {"bubble": _bubble, "smear": _smear}
 
 
@@ -504,11 +512,13 @@ def _composite(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     luma = scene.substrate.copy()
     alpha = np.zeros_like(luma)
     a = alpha[:, lo:hi] = _coverage(rel, scene.half)
-    bead = _lookup(_shading_table(scene), rel * (127.5 / np.maximum(scene.half, 0.5))[:, None], 127.5)
+    across = rel * (127.5 / np.maximum(scene.half, 0.5))[:, None]  # -127.5..127.5 edge to edge
+    bead = _lookup(_shading_table(scene), across, 127.5)
     bead += scene.bead_tex[:, None]
     side = -1.0 if scene.light > 0 else 1.0  # the shadow falls away from the light
     steps = 32 / (0.15 * scene.bead_w)
-    shadow = _lookup(_shadow_table(scene), rel * np.float32(side * steps) - (scene.half * steps)[:, None], 32)
+    beyond = rel * np.float32(side * steps) - (scene.half * steps)[:, None]
+    shadow = _lookup(_shadow_table(scene), beyond, 32)
     shadow *= np.clip(scene.half / scene.clean_half, 0, 1)[:, None]  # no bead, no shadow
     band = luma[:, lo:hi]
     band -= band * shadow
@@ -524,7 +534,7 @@ def _sensor_noise(rng: np.random.Generator, h: int, w: int, sigma: float) -> np.
     return cv2.addWeighted(raw[0], scale, raw[1], scale, -255.0 * scale, dtype=cv2.CV_32F)
 
 
-def _finish(rng: np.random.Generator, scene: Scene, luma: np.ndarray, tint_mix: np.ndarray) -> np.ndarray:
+def _finish(rng: np.random.Generator, scene: Scene, luma: np.ndarray, tint_mix: np.ndarray):
     """Lighting (gain, gradient, vignetting), optics blur, sensor noise, colour; to uint8 BGR."""
     h, w = scene.h, scene.w
     y = np.linspace(-0.5, 0.5, h, dtype=np.float32)

@@ -1,0 +1,303 @@
+"""Inspect images with an exported model: the object a factory-PC program uses.
+
+>>> inspector = Inspector.load("model.xml")            # or model.onnx
+>>> result = inspector.inspect("frame_0001.jpg")       # path, bytes, BGR/grey array
+>>> result.probability, result.is_defect, result.threshold_source
+>>> for r in inspector.stream(paths, queue_size=8): ...  # decode || inference, input order
+
+Preprocessing comes from the card embedded in the model file and runs through
+:func:`edge_sealant.preprocess.load_for_model`, the function training used: same resize
+mode, channel order, grey-to-3-channel and EXIF orientation, and the reduced-scale JPEG
+decode that makes 2532x824 frames cheap. Image problems never raise here: the result carries
+``error`` (and ``probability`` None) so a production line keeps running.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence, Union
+
+import numpy as np
+
+from edge_sealant.card import ModelCard, check_threshold
+from edge_sealant.errors import EdgeSealantError
+from edge_sealant.preprocess import ImageSource, load_for_model
+from edge_sealant.runtime.backend import Backend
+from edge_sealant.runtime.backends import open_backend, resolve_threshold
+
+NamedImage = tuple  # (name, ImageSource): lets callers name arrays, e.g. "video.mp4#frame=12"
+Source = Union[ImageSource, NamedImage]
+
+
+@dataclass
+class InspectionResult:
+    """One image's verdict. ``probability``/``is_defect`` are None when ``error`` is set."""
+
+    name: str
+    probability: float | None
+    is_defect: bool | None
+    decision: str  # card.labels[1] / card.labels[0], or "error"
+    threshold: float
+    threshold_source: str  # "embedded", "sidecar" or "override"
+    latency_ms: float  # preprocess_ms + infer_ms
+    preprocess_ms: float
+    infer_ms: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Inspector:
+    """A loaded model plus its preprocessing and decision threshold."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        threshold: float | None = None,
+        threshold_source: str | None = None,
+        path: str | Path | None = None,
+        decode_workers: int | None = None,
+    ):
+        self.backend = backend
+        self.card: ModelCard = backend.card
+        self.path = Path(path) if path is not None else getattr(backend, "path", None)
+        if threshold is None:
+            threshold, threshold_source = check_threshold(self.card.threshold), "embedded"
+        self.threshold = check_threshold(threshold)
+        self.threshold_source = threshold_source or "override"
+        self.decode_workers = decode_workers or max(2, min(4, os.cpu_count() or 2))
+        self._pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        device: str = "CPU",
+        hint: str = "LATENCY",
+        precision: str | None = None,
+        cache_dir: str | Path | None = None,
+        threads: int | None = None,
+        threshold: float | None = None,
+    ) -> Inspector:
+        """Open a ``.xml`` (OpenVINO) or ``.onnx`` (ONNX Runtime) exported by edge-sealant.
+
+        ``threshold`` overrides the sidecar ``model.threshold.json``, which overrides the
+        value embedded at export; ``threshold_source`` says which one is in use.
+        ``precision`` (OpenVINO): None/"f32" (default, true f32), "bf16" or "f16".
+        ``hint``: "LATENCY" for one image at a time, "THROUGHPUT" for :meth:`stream`.
+        """
+        backend = open_backend(path, device=device, hint=hint, precision=precision, cache_dir=cache_dir, threads=threads)
+        value, source = resolve_threshold(path, backend.card, threshold)
+        return cls(backend, threshold=value, threshold_source=source, path=path)
+
+    # ------------------------------------------------------------------------ properties
+    @property
+    def inference_precision(self) -> str:
+        """What the engine really computes in (``f32``, ``bf16``...), read back from OpenVINO."""
+        return getattr(self.backend, "inference_precision", self.backend.precision)
+
+    def set_threshold(self, value: float) -> None:
+        """Override the threshold for this process (the files are not changed)."""
+        self.threshold = check_threshold(value)
+        self.threshold_source = "override"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": str(self.path),
+            "backend": self.backend.name,
+            "precision": self.backend.precision,
+            "inference_precision": self.inference_precision,
+            "size_mb": round(float(getattr(self.backend, "size_mb", 0.0)), 3),
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "input_size": list(self.card.input_size),
+            "resize_mode": self.card.resize_mode,
+            "channel_order": self.card.channel_order,
+        }
+
+    # ---------------------------------------------------------------------- preprocessing
+    def preprocess(self, source: ImageSource) -> np.ndarray:
+        """The model's H x W x 3 uint8 input for one image (raises EdgeSealantError)."""
+        card = self.card
+        return load_for_model(source, card.input_size, card.resize_mode, card.channel_order)
+
+    def _prepare(self, item: Source, default_name: str) -> tuple[str, np.ndarray | None, float, str | None]:
+        name, source = _split_name(item, default_name)
+        start = time.perf_counter()
+        try:
+            image = self.preprocess(source)
+            error = None
+        except EdgeSealantError as exc:
+            image, error = None, str(exc)
+        except Exception as exc:  # OpenCV errors on odd arrays: still one row, not a crash
+            image, error = None, f"{name}: {type(exc).__name__}: {exc}"
+        return name, image, (time.perf_counter() - start) * 1e3, error
+
+    def _result(self, name: str, probability: float | None, pre_ms: float, infer_ms: float, error: str | None = None) -> InspectionResult:
+        if error is not None or probability is None:
+            return InspectionResult(name, None, None, "error", self.threshold, self.threshold_source,
+                                    round(pre_ms + infer_ms, 3), round(pre_ms, 3), round(infer_ms, 3), error or "no output")
+        is_defect = bool(probability >= self.threshold)
+        labels = self.card.labels
+        return InspectionResult(
+            name, float(probability), is_defect, labels[1] if is_defect else labels[0], self.threshold,
+            self.threshold_source, round(pre_ms + infer_ms, 3), round(pre_ms, 3), round(infer_ms, 3),
+        )
+
+    # --------------------------------------------------------------------------- inspect
+    def inspect(self, source: Source | Sequence[Source] | np.ndarray) -> InspectionResult | list[InspectionResult]:
+        """One result for one image; a list for a list/tuple of images or an N x H x W x C array.
+
+        An image is a path, encoded bytes, a decoded BGR or grey uint8 array, or a
+        ``(name, image)`` pair.
+        """
+        if _is_batch(source):
+            items = list(source)
+            return self._inspect_many(items)
+        return self._inspect_many([source])[0]
+
+    def _inspect_many(self, items: list[Source]) -> list[InspectionResult]:
+        if not items:
+            return []
+        defaults = [_default_name(item, i, len(items)) for i, item in enumerate(items)]
+        if len(items) == 1:
+            prepared = [self._prepare(items[0], defaults[0])]
+        else:
+            prepared = list(self._decode_pool().map(self._prepare, items, defaults))
+        ok = [i for i, p in enumerate(prepared) if p[1] is not None]
+        probabilities: dict[int, float] = {}
+        infer_ms = 0.0
+        if ok:
+            batch = np.stack([prepared[i][1] for i in ok])
+            start = time.perf_counter()
+            out = self.backend.predict(batch)
+            infer_ms = (time.perf_counter() - start) * 1e3 / len(ok)
+            probabilities = {i: float(p) for i, p in zip(ok, out)}
+        results = []
+        for i, (name, _image, pre_ms, error) in enumerate(prepared):
+            if error is not None:
+                results.append(self._result(name, None, pre_ms, 0.0, error))
+            else:
+                results.append(self._result(name, probabilities[i], pre_ms, infer_ms))
+        return results
+
+    # ---------------------------------------------------------------------------- stream
+    def stream(self, sources: Iterable[Source], queue_size: int | None = None) -> Iterator[InspectionResult]:
+        """Inspect many images, decoding in threads while inference runs asynchronously.
+
+        Results come in input order. ``queue_size`` bounds the images in flight (decoded or
+        being decoded plus submitted to the engine); the default keeps every decode worker
+        and every OpenVINO infer request busy. An unreadable image yields an error result.
+        With OpenVINO, load with ``hint="THROUGHPUT"`` to let the engine run several requests
+        at once.
+        """
+        requests = int(getattr(self.backend, "optimal_requests", 1))
+        queue_size = max(2, int(queue_size or 2 * (self.decode_workers + max(2, requests))))
+        submit = getattr(self.backend, "submit", None)
+        pool = self._decode_pool()
+        iterator = iter(sources)
+        decoding: deque[Future] = deque()
+        inferring: deque[tuple[str, float, str | None, Future | None, float]] = deque()
+        counter = 0
+        exhausted = False
+
+        def refill() -> None:
+            nonlocal counter, exhausted
+            while not exhausted and len(decoding) + len(inferring) < queue_size:
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    exhausted = True
+                    return
+                decoding.append(pool.submit(self._prepare, item, _default_name(item, counter, 2)))
+                counter += 1
+
+        def start_inference(prepared: tuple[str, np.ndarray | None, float, str | None]) -> None:
+            name, image, pre_ms, error = prepared
+            if error is not None:
+                inferring.append((name, pre_ms, error, None, 0.0))
+                return
+            started = time.perf_counter()
+            if submit is None:
+                future: Future = Future()
+                future.set_result(self.backend.predict(image[None]))
+            else:
+                future = submit(image[None])
+            inferring.append((name, pre_ms, None, future, started))
+
+        refill()
+        while decoding or inferring:
+            # Hand decoded images to the engine in order; block on decoding only when idle.
+            while decoding and (decoding[0].done() or not inferring):
+                start_inference(decoding.popleft().result())
+                refill()
+            name, pre_ms, error, future, started = inferring.popleft()
+            if future is None:
+                yield self._result(name, None, pre_ms, 0.0, error)
+            else:
+                try:
+                    probability = float(future.result()[0])
+                    infer_ms = (time.perf_counter() - started) * 1e3
+                    yield self._result(name, probability, pre_ms, infer_ms)
+                except EdgeSealantError as exc:
+                    yield self._result(name, None, pre_ms, 0.0, str(exc))
+            refill()
+
+    # ------------------------------------------------------------------------- lifecycle
+    def _decode_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        wait_all = getattr(self.backend, "wait_all", None)
+        if wait_all is not None:
+            wait_all()
+
+    def __enter__(self) -> Inspector:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Inspector({self.path}, backend={self.backend.name}, precision={self.backend.precision}, "
+            f"threshold={self.threshold} ({self.threshold_source}))"
+        )
+
+
+def _is_batch(source: Any) -> bool:
+    if isinstance(source, np.ndarray):
+        return source.ndim == 4
+    if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], str) and not isinstance(source[1], str):
+        return False  # a (name, image) pair
+    return isinstance(source, (list, tuple))
+
+
+def _split_name(item: Source, default: str) -> tuple[str, ImageSource]:
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+        return item[0], item[1]
+    return default, item
+
+
+def _default_name(item: Any, index: int, count: int) -> str:
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+        return item[0]
+    if isinstance(item, (str, Path)):
+        return str(item)
+    kind = "bytes" if isinstance(item, (bytes, bytearray)) else "array"
+    return f"<{kind}>" if count == 1 else f"<{kind} #{index}>"

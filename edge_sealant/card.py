@@ -146,16 +146,16 @@ class ModelCard:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'HxW' -> (H, W) (e.g. '512x208'); a single number means a square."""
+    """'HxW' -> (H, W) (e.g. '512x192'); a single number means a square."""
     parts = str(text).lower().replace(",", "x").split("x")
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        raise EdgeSealantError(f"size {text!r} is not HxW (e.g. 512x208)") from None
+        raise EdgeSealantError(f"size {text!r} is not HxW (e.g. 512x192)") from None
     if len(values) == 1:
         values = values * 2
     if len(values) != 2 or min(values) < 8:
-        raise EdgeSealantError(f"size {text!r} is not HxW with both sides >= 8 (e.g. 512x208)")
+        raise EdgeSealantError(f"size {text!r} is not HxW with both sides >= 8 (e.g. 512x192)")
     return values[0], values[1]
 
 

@@ -121,7 +121,7 @@ def data_synth(
 def train(
     data: Optional[Path] = typer.Argument(None, help="YOLO data.yaml or dataset folder (may come from --config)."),
     model: Optional[str] = typer.Option(None, help="efficientnet_lite0 (default), efficientnet_b0, mobilenet_v3_small, mobilenet_v3_large."),
-    imgsz: Optional[str] = typer.Option(None, help="Input size HxW, e.g. 512x208 (default: the model's)."),
+    imgsz: Optional[str] = typer.Option(None, help="Input size HxW, e.g. 512x192 (default: the model's)."),
     epochs: Optional[int] = typer.Option(None, help="Total epochs, linear probe included (default 15)."),
     out: Optional[Path] = typer.Option(None, help="Run folder to create (default runs/<model>)."),
     pretrained: Optional[str] = typer.Option(None, help="imagenet | none | PATH to a weights file."),

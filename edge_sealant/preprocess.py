@@ -7,8 +7,8 @@ that silently resizes or normalises differently).
 
 Speed matters because line-camera frames are large (about 2532x824): decoding such a JPEG
 costs more than the INT8 network. When the target size allows it we let libjpeg decode at
-1/2, 1/4 or 1/8 scale (``IMREAD_REDUCED_*``, DCT-domain scaling, several times cheaper) and
-resize only what is left with ``INTER_AREA``.
+1/2, 1/4 or 1/8 scale (``IMREAD_REDUCED_*``, DCT-domain scaling) and resize only what is
+left: a whole-factor box filter, then bilinear below 2x (see ``_shrink_then_interpolate``).
 """
 
 from __future__ import annotations
@@ -118,15 +118,33 @@ def resize(image: np.ndarray, target_hw: tuple[int, int], mode: str = "stretch")
     src_h, src_w = image.shape[:2]
     new_h, new_w = fitted_size((src_h, src_w), target_hw, mode)
     if (new_h, new_w) != (src_h, src_w):
-        # INTER_AREA averages when shrinking (no aliasing of thin defects); linear when growing.
-        shrinking = new_h <= src_h and new_w <= src_w
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        image = _shrink_then_interpolate(image, new_h, new_w)
     if mode == "stretch":
         return image
     canvas = np.full((dst_h, dst_w, 3), LETTERBOX_FILL, dtype=np.uint8)
     top, left = (dst_h - new_h) // 2, (dst_w - new_w) // 2
     canvas[top : top + new_h, left : left + new_w] = image
     return canvas
+
+
+def _shrink_then_interpolate(image: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
+    """Box-filter by whole factors, then bilinear for the remaining factor (< 2).
+
+    OpenCV's INTER_AREA is a fast box filter for whole-number factors but 3-10x slower for
+    fractional ones (measured: 17 ms vs 6 ms on a 2532x824 frame). Averaging by the whole part
+    first keeps thin defects from aliasing away; the last step, below 2x, is bilinear. The crop
+    to a multiple of the factor drops at most factor-1 edge pixels.
+    """
+    src_h, src_w = image.shape[:2]
+    factor_y, factor_x = max(1, src_h // new_h), max(1, src_w // new_w)
+    if factor_y > 1 or factor_x > 1:
+        height, width = src_h // factor_y * factor_y, src_w // factor_x * factor_x
+        image = cv2.resize(
+            image[:height, :width], (width // factor_x, height // factor_y), interpolation=cv2.INTER_AREA
+        )
+    if image.shape[:2] != (new_h, new_w):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    return image
 
 
 def to_three_channels(image: np.ndarray) -> np.ndarray:

@@ -87,7 +87,7 @@ class TrainResult:
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config whose keys are the long option names (``imgsz: 512x208`` works)."""
+    """Read a YAML config whose keys are the long option names (``imgsz: 512x192`` works)."""
     import yaml
 
     from edge_sealant.card import parse_size

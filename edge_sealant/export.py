@@ -47,7 +47,10 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "defect_probability"
 FORMATS = ("onnx", "openvino")
 EXPORT_PRECISIONS = ("fp32", "fp16")
-TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}  # max |probability - torch probability|
+# max |probability - torch probability|. FP32 must match (a mismatch is a preprocessing or
+# conversion bug). FP16 weight rounding legitimately moves probabilities by ~1e-3..1e-2 on
+# sharp models, so its gate only catches broken conversions; bench reports its real AUROC.
+TOLERANCE = {"fp32": 1e-4, "fp16": 5e-2}
 PARITY_LIMIT = 64
 RANDOM_PARITY_IMAGES = 16
 # Files an artifact folder keeps when it is exported again (user decisions, quantize records).
@@ -372,7 +375,7 @@ def export_run(
     ``formats``: ``onnx``, ``openvino`` (default both). ``precisions``: ``fp32`` (default),
     ``fp16`` (OpenVINO only; ONNX stays FP32). Each artifact is checked against torch on up
     to ``parity_limit`` val images of the run's dataset (random images when it is gone):
-    FP32 must agree within 1e-4, FP16 within 1e-2, else EdgeSealantError and nothing is
+    FP32 must agree within 1e-4, FP16 within 5e-2, else EdgeSealantError and nothing is
     written. ``bundle``: also write a deployment zip (never overwrites).
     """
     from edge_sealant.checkpoint import load_trained

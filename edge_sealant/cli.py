@@ -189,12 +189,15 @@ def evaluate(
         None, help="Re-choose the threshold on val (youden | max-f1 | recall@R | fpr@F) and store it in run.json."
     ),
     out: Optional[Path] = typer.Option(None, help="Folder for metrics.json and plots (default RUN/eval/<split>)."),
+    leak_check: bool = typer.Option(
+        True, "--leak-check/--no-leak-check", help="Also report metrics without images duplicated in other splits."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object on stdout."),
 ) -> None:
     """AUROC, AP, accuracy, recall, false alarms, confusion matrix and per-class recall."""
     from edge_sealant.evaluate import evaluate_run, render_metrics
 
-    metrics = evaluate_run(run, data, split=split, threshold_policy=threshold_policy, out=out)
+    metrics = evaluate_run(run, data, split=split, threshold_policy=threshold_policy, out=out, leak_check=leak_check)
     if as_json:
         print_json(metrics)
     else:

@@ -54,6 +54,20 @@ def report(loaded: LoadedImages, scores: np.ndarray, card: ModelCard, root: Path
     return metrics
 
 
+def leak_free_metrics(dataset: Any, split: str, loaded: LoadedImages, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Metrics on the images of ``split`` that have no exact or near duplicate in other splits."""
+    from edge_sealant.data.audit import duplicated_elsewhere
+
+    leaked = duplicated_elsewhere(dataset, split)
+    keep = np.array([s.path not in leaked for s in loaded.samples], dtype=bool)
+    out: dict[str, Any] = {"excluded": int((~keep).sum()), "kept": int(keep.sum())}
+    labels = loaded.labels[keep]
+    if keep.any() and labels.min() != labels.max():
+        subset = binary_metrics(labels, scores[keep], threshold)
+        out.update({k: subset[k] for k in ("auroc", "average_precision", "accuracy", "balanced_accuracy", "recall", "fpr", "n_defect", "n_normal")})
+    return out
+
+
 def retune_threshold(backend: Backend, val: Sequence[Sample], policy_text: str) -> tuple[float, str]:
     policy = parse_policy(policy_text)
     loaded, scores = score(backend, val)
@@ -95,12 +109,13 @@ def evaluate_run(
     split: str = "test",
     threshold_policy: str | None = None,
     out: str | Path | None = None,
-    console: Console | None = None,
+    leak_check: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a run (or exported model) on ``split``; optionally re-choose the threshold on val.
 
     Writes ``metrics.json`` and PNGs (ROC, PR, confusion matrix, score histograms) to ``out``
-    (default ``RUN/eval/<split>``) and returns the metrics.
+    (default ``RUN/eval/<split>``) and returns the metrics. With ``leak_check`` the metrics
+    are repeated under ``leak_free`` for the images without a duplicate in another split.
     """
     from edge_sealant.data.loading import load_dataset
 
@@ -116,6 +131,8 @@ def evaluate_run(
     metrics = report(loaded, scores, card, root=dataset.root)
     # 'precision' is the defect-precision metric; the artifact's numeric precision gets its own key.
     metrics.update(split=split, model=card.model, backend=backend.name, model_precision=backend.precision)
+    if leak_check:
+        metrics["leak_free"] = leak_free_metrics(dataset, split, loaded, scores, card.threshold)
     out_dir = Path(out) if out else (run / "eval" / split if run else Path(model).parent / "eval" / split)
     metrics["plots"] = write_plots(loaded, scores, metrics, card, out_dir)
     atomic_write_text(out_dir / "metrics.json", _dumps(metrics))
@@ -153,6 +170,13 @@ def render_metrics(metrics: dict[str, Any], console: Console) -> None:
         for name, entry in metrics["recall_per_class"].items():
             per_class.add_row(name, str(entry["images"]), str(entry["detected"]), f"{entry['recall']:.3f}")
         console.print(per_class)
+    leak = metrics.get("leak_free")
+    if leak and leak["excluded"]:
+        auroc = _fmt(leak.get("auroc"))
+        console.print(
+            f"[yellow]{leak['excluded']} of {metrics['n']} images have an exact or near duplicate in another split;[/] "
+            f"on the {leak['kept']} others: AUROC {auroc}, recall {_fmt(leak.get('recall'))}, false-alarm rate {_fmt(leak.get('fpr'))}"
+        )
     for key, title in (("missed_defects", "missed defects"), ("false_alarms", "false alarms")):
         items = metrics[key]
         if items:

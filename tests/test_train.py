@@ -129,6 +129,8 @@ def test_evaluate_json_and_plots(tiny_run, tiny_data):
         assert path.endswith(".png") and Path(path).is_file() and Path(path).parent == tiny_run / "eval" / "test"
     card = json.loads((tiny_run / "run.json").read_text())
     assert card["metrics"]["test"]["auroc"] == metrics["auroc"]
+    leak = metrics["leak_free"]  # generated scenes are distinct: nothing to exclude
+    assert leak["excluded"] == 0 and leak["kept"] == metrics["n"]
 
 
 def test_evaluate_threshold_policy_is_stored(tiny_run, tiny_data, tmp_path):

@@ -427,3 +427,28 @@ def _count(items: list[Any]) -> int:
 def _short(path: str) -> str:
     """Table display: 'images/train/x.jpg' -> 'train/x.jpg' (the JSON keeps the full path)."""
     return path[len("images/") :] if path.startswith("images/") else path
+
+
+def duplicated_elsewhere(dataset: LabelledDataset, split: str, max_distance: int = 4, workers: int | None = None) -> set[Path]:
+    """Images of ``split`` with an exact or near duplicate in any other split.
+
+    Metrics on the remaining images are the leak-free figures: a test image that is the same
+    tile or bead as a training image, photographed again, measures memory, not inspection.
+    """
+    target = dataset.splits.get(split, [])
+    others = [s for name, samples in dataset.splits.items() if name != split for s in samples]
+    if not target or not others:
+        return set()
+    with ThreadPoolExecutor(max_workers=workers or max(2, min(4, os.cpu_count() or 2))) as pool:
+        infos = list(pool.map(_inspect, [s.path for s in target + others], chunksize=16))
+    mine, theirs = infos[: len(target)], infos[len(target) :]
+    other_sha = {info.sha1 for info in theirs if info.sha1}
+    other_hash = np.array([info.phash for info in theirs if info.phash is not None], dtype=np.uint64)
+    leaked = set()
+    for sample, info in zip(target, mine):
+        if info.sha1 in other_sha:
+            leaked.add(sample.path)
+        elif info.phash is not None and len(other_hash):
+            if _popcount(other_hash ^ np.uint64(info.phash)).min() <= max_distance:
+                leaked.add(sample.path)
+    return leaked

@@ -181,3 +181,26 @@ def test_lite0_imagenet_weights_classify_a_coffee_photo():
     assert classes & {967, 968, 504}, top5
     assert top5.indices[0].item() in {967, 968, 504}, top5
     assert top5.values[0].item() > 0.8, top5
+
+
+def test_lite0_same_padding_exports_exactly_at_odd_feature_sizes(tmp_path):
+    """208x80 gives odd feature maps before stride-2 layers (regression: wrong ONNX padding)."""
+    import warnings
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from edge_sealant.models.net import DeployNet
+
+    torch.manual_seed(0)
+    net = DeployNet(build_inspection_net("efficientnet_lite0", pretrained="imagenet")).eval()
+    images = torch.randint(0, 256, (2, 208, 80, 3), dtype=torch.uint8)
+    path = tmp_path / "lite0.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (images[:1],), str(path), dynamo=False, opset_version=17, input_names=["images"],
+                          output_names=["p"], dynamic_axes={"images": {0: "n"}})
+    onnx_out = ort.InferenceSession(str(path)).run(None, {"images": images.numpy()})[0]
+    with torch.inference_mode():
+        torch_out = net(images).numpy()
+    assert np.abs(onnx_out - torch_out).max() <= 1e-5

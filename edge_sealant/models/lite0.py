@@ -75,7 +75,10 @@ class Conv2dSame(nn.Conv2d):
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> int:
-    return max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    # ceil(size / stride) written with positive operands only: during ONNX tracing ``size`` is
+    # a traced value, and ONNX integer Div truncates toward zero, so the usual -(-a // b)
+    # trick exports a wrong padding for odd feature-map sizes.
+    return max(((size + stride - 1) // stride - 1) * stride + kernel - size, 0)
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:

@@ -255,19 +255,22 @@ def set_threshold_cmd(
 def quantize_cmd(
     run: Path = typer.Argument(..., help="Run folder (its FP32 export is made first when missing)."),
     data: Path = typer.Argument(..., help="Dataset to calibrate and evaluate on (YOLO data.yaml or folder)."),
-    backend: str = typer.Option("openvino", "--backend", help="openvino (NNCF -> INT8 IR) or onnx (NNCF -> QDQ ONNX)."),
+    backend: str = typer.Option("openvino", "--backend", help="openvino (NNCF -> INT8 IR, recommended) or onnx (ONNX Runtime quantize_static -> QDQ ONNX)."),
     subset_size: int = typer.Option(300, "--subset-size", help="Calibration images, drawn stratified by label."),
     split: str = typer.Option("train", "--split", help="Split the calibration images come from."),
     max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Accuracy control: keep layers in float until the val AUROC drop is <= D (absolute)."),
     as_json: bool = typer.Option(False, "--json", help="Print the quantize report as JSON on stdout."),
 ) -> None:
-    """Post-training INT8 quantization (NNCF) with a calibration manifest and FP32-vs-INT8 report."""
-    from edge_sealant.quantize import quantize_run
+    """Post-training INT8 quantization with a calibration manifest and an FP32-vs-INT8 report."""
+    import contextlib
 
-    report = quantize_run(
-        run, data, backend=backend, subset_size=subset_size, split=split, max_drop=max_drop,
-        console=err_console if as_json else console,
-    )
+    from edge_sealant.quantize import quantize_run, stdout_to_stderr
+
+    with stdout_to_stderr() if as_json else contextlib.nullcontext():
+        report = quantize_run(
+            run, data, backend=backend, subset_size=subset_size, split=split, max_drop=max_drop,
+            console=err_console if as_json else console,
+        )
     if as_json:
         print_json(report)
 

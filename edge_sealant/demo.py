@@ -31,18 +31,19 @@ class DemoOptions:
     out: Path = Path("demo_out")
     quick: bool = False
     # data
-    n: int = 700
+    n: int = 1000
     defect_ratio: float = 0.4
     synth_size: tuple[int, int] = (320, 112)
-    # 350 train images keep an epoch short; large val/test splits make the best-epoch choice,
-    # the threshold and the reported test AUROC less noisy (210 test images, not 75).
-    split_fractions: tuple[float, float, float] = (0.5, 0.2, 0.3)
+    # 600 train images, 150 val, 250 test: measured on the 2-core CPU, 10 epochs train in
+    # ~170 s and the whole demo takes ~220 s; large val/test splits make the best-epoch
+    # choice, the threshold and the reported test AUROC less noisy.
+    split_fractions: tuple[float, float, float] = (0.6, 0.15, 0.25)
     seed: int = 0
     # training
     model: str = "efficientnet_lite0"
     pretrained: str = "imagenet"
     imgsz: tuple[int, int] = (224, 96)  # multiples of 32: no odd feature map before a stride-2 layer
-    epochs: int = 9
+    epochs: int = 10
     batch_size: int = 32
     lr: float = 2e-3
     time_limit_min: Optional[float] = 3.0  # guard: stop before the next epoch would pass it

@@ -34,11 +34,8 @@ _REDUCED_FLAGS = {
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def encoded_image_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) read from a JPEG or PNG header without decoding, or None."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        width, height = struct.unpack(">II", data[16:24])
-        return height, width
+def jpeg_frame_header(data: bytes) -> tuple[int, int, int] | None:
+    """(height, width, colour components) from a JPEG's SOF marker, without decoding."""
     if data[:2] != b"\xff\xd8":
         return None
     pos = 2
@@ -56,12 +53,21 @@ def encoded_image_size(data: bytes) -> tuple[int, int] | None:
         (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
         # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if pos + 9 > size:
+            if pos + 10 > size:
                 return None
             height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            return height, width
+            return height, width, data[pos + 9]
         pos += 2 + length
     return None
+
+
+def encoded_image_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) read from a JPEG or PNG header without decoding, or None."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return height, width
+    header = jpeg_frame_header(data)
+    return header[:2] if header else None
 
 
 def fitted_size(src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: str) -> tuple[int, int]:

@@ -23,6 +23,7 @@ import numpy as np
 from edge_sealant.data.loading import label_path_for, read_label_file
 from edge_sealant.data.types import SPLITS, LabelledDataset
 from edge_sealant.errors import EdgeSealantError
+from edge_sealant.preprocess import jpeg_frame_header
 
 MAX_LISTED = 1000  # pairs / problems listed in the JSON; the counts are always complete
 SPLIT_ORDER = {name: i for i, name in enumerate(SPLITS)}
@@ -47,28 +48,11 @@ def header_info(data: bytes) -> tuple[int, int, int] | None:
         if channels == 3 and color_type == 3 and b"tRNS" in data[: data.find(b"IDAT")]:
             channels = 4  # palette with transparency decodes as BGRA
         return (height, width, channels) if channels else None
-    if data[:2] != b"\xff\xd8":
+    jpeg = jpeg_frame_header(data)
+    if jpeg is None:
         return None
-    pos, size = 2, len(data)
-    while pos + 4 <= size:
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if pos + 10 > size:
-                return None
-            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            components = data[pos + 9]
-            return height, width, 1 if components == 1 else 3  # CMYK/YCCK decode to BGR
-        pos += 2 + length
-    return None
+    height, width, components = jpeg
+    return height, width, 1 if components == 1 else 3  # CMYK/YCCK decode to BGR
 
 
 def perceptual_hash(grey: np.ndarray) -> int:

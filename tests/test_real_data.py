@@ -1,0 +1,50 @@
+"""Real-data checks on ../shared/datasets/magnetic-tile (skipped when absent).
+
+``-m slow``: the audit figures (seconds). ``-m golden``: trains the recommended CPU recipe
+(about 8 minutes on 2 cores), exports and quantizes it, and compares with the golden figures
+in benchmarks/golden.json (measured values with tolerances, like NNCF's example_scope).
+"""
+
+import json
+
+import pytest
+
+from edge_sealant.data.audit import audit_dataset
+from edge_sealant.data.loading import load_dataset
+
+CASE = "magnetic-tile/efficientnet_lite0_192x192_8ep"
+
+
+@pytest.fixture(scope="module")
+def golden(repo_root):
+    return json.loads((repo_root / "benchmarks" / "golden.json").read_text())[CASE]
+
+
+@pytest.mark.slow
+def test_audit_finds_the_cross_split_near_duplicates(magnetic_tile):
+    report = audit_dataset(load_dataset(magnetic_tile))
+    assert report["splits"]["test"] == {"normal": 143, "defect": 61}
+    assert report["duplicates"]["cross_split_exact"] == 0
+    assert report["duplicates"]["cross_split_near"] > 400  # same tiles photographed under other light
+
+
+@pytest.mark.golden
+def test_recommended_cpu_recipe_meets_the_golden_figures(magnetic_tile, golden, tmp_path):
+    from edge_sealant.evaluate import evaluate_run
+    from edge_sealant.export import export_run
+    from edge_sealant.quantize import quantize_run
+    from edge_sealant.train import TrainOptions, train
+
+    recipe = golden["train"]
+    run = tmp_path / "run"
+    train(TrainOptions(data=str(magnetic_tile), out=str(run), model=recipe["model"], imgsz=tuple(recipe["imgsz"]),
+                       epochs=recipe["epochs"], pretrained=recipe["pretrained"], time_limit_min=recipe["time_limit_min"]))
+    metrics = evaluate_run(run, magnetic_tile, split="test")
+    assert metrics["auroc"] >= golden["test_auroc"] - golden["test_auroc_tolerance"]
+
+    report = export_run(run, formats=["openvino"], precisions=["fp32"])
+    assert all(a.max_abs_diff <= golden["fp32_parity_max"] for a in report.artifacts)
+    quantized = quantize_run(run, magnetic_tile, backend="openvino")
+    test = quantized["metrics"]["test"]
+    assert test["fp32"]["auroc"] - test["int8"]["auroc"] <= golden["int8_auroc_drop_max"]
+    assert quantized["weights"]["ratio"] <= golden["int8_weights_ratio_max"]

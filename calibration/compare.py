@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_sealant.artifacts import artifact_path  # noqa: E402
 from edge_sealant.card import ModelCard  # noqa: E402
-from edge_sealant.data.loading import load_dataset  # noqa: E402
+from edge_sealant.data.loading import load_dataset_like  # noqa: E402
 from edge_sealant.imageset import load_images  # noqa: E402
 from edge_sealant.metrics import binary_metrics  # noqa: E402
 from edge_sealant.quantize import (  # noqa: E402
@@ -102,7 +102,7 @@ def main() -> None:
 
     card = ModelCard.load(args.run)
     seed = int(((card.train or {}).get("options") or {}).get("seed", 0))
-    dataset = load_dataset(args.data, normal_classes=(card.data_summary or {}).get("normal_classes") or None, seed=seed)
+    dataset = load_dataset_like(args.data, card.data_summary or {})
     calibration = build_calibration_set(dataset.split(args.split), card, args.subset_size, args.split, seed)
     evals = {s: load_images(dataset.split(s), card) for s in ("val", "test") if dataset.splits.get(s)}
     recipe = recipe_for(card.model)

@@ -578,13 +578,13 @@ def drop_gate(rows: Sequence[dict[str, Any]], max_drop: float) -> list[str]:
 # ---------------------------------------------------------------------------- main
 def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda message: None) -> BenchResult:
     """Measure every selected row of ``options.run`` on ``options.split`` of ``options.data``."""
-    from edge_sealant.data.loading import load_dataset
+    from edge_sealant.data.loading import load_dataset_like
 
     run = Path(options.run)
     card = ModelCard.load(run)
     threads = options.threads or physical_cores()
     header = system_header(threads)
-    dataset = load_dataset(options.data, normal_classes=card.data_summary.get("normal_classes") or None)
+    dataset = load_dataset_like(options.data, card.data_summary)
     samples = dataset.split(options.split)
     header.update(
         run=str(run),

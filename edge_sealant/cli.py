@@ -81,6 +81,13 @@ def print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
 
+GROUP_BY_HELP = (
+    "Regex on file names: images whose first capture group (e.g. a part or tile id) is equal stay in one split. "
+    "Exact and near duplicates always do."
+)
+MAX_GROUP_HELP = "Bound on near-duplicate chains before they are cut apart (default: 2% of the images, at least 16)."
+
+
 # ---------------------------------------------------------------------------------- data
 @data_app.command("inspect")
 def data_inspect(
@@ -88,17 +95,52 @@ def data_inspect(
     as_json: bool = typer.Option(False, "--json", help="Print the audit as JSON on stdout."),
     normal_classes: Optional[str] = typer.Option(None, help="Comma-separated YOLO class names that mean OK."),
     seed: int = typer.Option(0, help="Seed of the split made when val/test are missing."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help=GROUP_BY_HELP),
 ) -> None:
     """Audit a dataset: counts per split, boxes per class, sizes, label problems, leakage."""
     from edge_sealant.data.audit import audit_dataset, render_audit
     from edge_sealant.data.loading import load_dataset
 
-    dataset = load_dataset(data, normal_classes=split_list(normal_classes), seed=seed)
+    dataset = load_dataset(data, normal_classes=split_list(normal_classes), seed=seed, group_by=group_by)
     report = audit_dataset(dataset)
     if as_json:
         print_json(report)
     else:
         render_audit(report, console)
+
+
+@data_app.command("split")
+def data_split(
+    data: Path = typer.Argument(..., help="YOLO data.yaml or dataset folder; all its images are pooled."),
+    out: Path = typer.Argument(..., help="New folder for the split dataset (links by default)."),
+    val: float = typer.Option(0.15, "--val", help="Fraction of images for val."),
+    test: float = typer.Option(0.15, "--test", help="Fraction of images for test."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help=GROUP_BY_HELP),
+    max_group: Optional[int] = typer.Option(None, "--max-group", help=MAX_GROUP_HELP),
+    seed: int = typer.Option(0, help="Random seed (same seed, same split)."),
+    normal_classes: Optional[str] = typer.Option(None, help="Comma-separated YOLO class names that mean OK."),
+    copy: bool = typer.Option(False, "--copy", help="Copy the files instead of linking them."),
+) -> None:
+    """Freeze a leak-free, grouped, stratified train/val/test split as a dataset with a manifest."""
+    from edge_sealant.data.freeze import split_dataset
+
+    result = split_dataset(
+        data, out, val=val, test=test, seed=seed, group_by=group_by, max_group_size=max_group,
+        normal_classes=split_list(normal_classes), copy=copy,
+    )
+    counts = ", ".join(f"{split} {c['normal'] + c['defect']} ({c['defect']} defect)" for split, c in result.counts.items())
+    grouping = result.grouping
+    console.print(f"wrote {result.out}: {counts}", highlight=False)
+    console.print(
+        f"{grouping['groups']} groups (largest {grouping['largest_group']}, {grouping['multi_image_groups']} with more than one image); "
+        f"manifest {result.manifest}", highlight=False,
+    )
+    if grouping["split_chains"]:
+        console.print(
+            f"[yellow]note:[/] {len(grouping['split_chains'])} near-duplicate chains over {grouping['max_group_size']} images were cut apart; "
+            f"{grouping['cut_near_pairs']} near pairs may cross splits (the audit lists them)"
+        )
+    console.print(f"next: edge-sealant data inspect {result.data}", highlight=False)
 
 
 @data_app.command("synth")
@@ -131,14 +173,17 @@ def train(
     lr: Optional[float] = typer.Option(None, help="AdamW learning rate of the fine-tune (default 1e-3)."),
     probe_epochs: Optional[int] = typer.Option(None, help="Linear-probe epochs with a frozen backbone (default 1)."),
     patience: Optional[int] = typer.Option(None, help="Early stop after this many epochs without val AUROC gain (default 5)."),
-    threshold_policy: Optional[str] = typer.Option(None, help="youden | max-f1 | recall@R | fpr@F (default recall@0.99)."),
+    threshold_policy: Optional[str] = typer.Option(None, help="youden | max-f1 | recall@R | fpr@F | recall@R,fpr<=F (default recall@0.99)."),
     normal_classes: Optional[str] = typer.Option(None, help="Comma-separated YOLO class names that mean OK."),
     no_augment: bool = typer.Option(False, "--no-augment", help="Disable training augmentation."),
     device: Optional[str] = typer.Option(None, help="auto (default) | cpu | cuda | cuda:N."),
     amp: Optional[str] = typer.Option(None, help="CUDA mixed precision: auto (default) | bf16 | fp16 | off."),
     workers: Optional[int] = typer.Option(None, help="DataLoader worker processes (default 0; 2 helps on Colab GPUs)."),
     seed: Optional[int] = typer.Option(None, help="Random seed (default 0)."),
-    time_limit: Optional[float] = typer.Option(None, help="Stop before this many minutes of training."),
+    time_limit: Optional[float] = typer.Option(None, help="Stop before this many minutes of training (said in run.json)."),
+    folds: Optional[int] = typer.Option(None, "--folds", help="K: grouped K-fold cross-validation on train+val, threshold on out-of-fold scores, then one model on all of it."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help=GROUP_BY_HELP),
+    max_group: Optional[int] = typer.Option(None, "--max-group", help=MAX_GROUP_HELP),
     config: Optional[Path] = typer.Option(None, help="YAML file with the same keys as these options."),
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder."),
 ) -> None:
@@ -170,6 +215,9 @@ def train(
         "workers": workers,
         "seed": seed,
         "time_limit_min": time_limit,
+        "folds": folds,
+        "group_by": group_by,
+        "max_group_size": max_group,
     }
     values.update({k: v for k, v in given.items() if v is not None})
     if not values.get("data"):
@@ -186,7 +234,7 @@ def evaluate(
     data: Path = typer.Argument(..., help="YOLO data.yaml or dataset folder."),
     split: str = typer.Option("test", help="Split to report on."),
     threshold_policy: Optional[str] = typer.Option(
-        None, help="Re-choose the threshold on val (youden | max-f1 | recall@R | fpr@F) and store it in run.json."
+        None, help="Re-choose the threshold on val (youden | max-f1 | recall@R | fpr@F | recall@R,fpr<=F) and store it in run.json."
     ),
     out: Optional[Path] = typer.Option(None, help="Folder for metrics.json and plots (default RUN/eval/<split>)."),
     leak_check: bool = typer.Option(

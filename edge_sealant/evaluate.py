@@ -17,7 +17,7 @@ from edge_sealant.card import ModelCard, atomic_write_text
 from edge_sealant.data.types import Sample
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages, load_images
-from edge_sealant.metrics import binary_metrics, choose_threshold, parse_policy, recall_per_class
+from edge_sealant.metrics import binary_metrics, format_with_ci, operating_point_warnings, recall_per_class, threshold_choice, with_intervals
 from edge_sealant.runtime.backend import Backend
 
 
@@ -28,11 +28,25 @@ def score(backend: Backend, samples: Sequence[Sample], batch_size: int = 32) -> 
     return loaded, (np.concatenate(scores).astype(np.float64) if scores else np.zeros(0))
 
 
+def selection_splits(card: ModelCard) -> list[str]:
+    """Splits the run looked at to choose its best epoch or threshold: not held-out evidence."""
+    if "selection_splits" in card.train:
+        return list(card.train["selection_splits"])
+    return ["val"] if card.train else []
+
+
+def split_role(card: ModelCard, split: str) -> str:
+    """'training' (the model learnt from it), 'selection' (it chose the epoch or threshold) or 'held-out'."""
+    if split in card.train.get("training_splits", ["train"] if card.train else []):
+        return "training"
+    return "selection" if split in selection_splits(card) else "held-out"
+
+
 def report(loaded: LoadedImages, scores: np.ndarray, card: ModelCard, root: Path | None = None) -> dict[str, Any]:
-    """All metrics at the card's threshold, per-class recall and the misclassified files."""
+    """All metrics at the card's threshold with 95% intervals, per-class recall and the misclassified files."""
     labels = loaded.labels
     threshold = card.threshold
-    metrics = binary_metrics(labels, scores, threshold)
+    metrics = with_intervals(binary_metrics(labels, scores, threshold), labels, scores)
     classes = [s.defect_classes for s in loaded.samples]
     predicted = scores >= threshold
 
@@ -63,15 +77,16 @@ def leak_free_metrics(dataset: Any, split: str, loaded: LoadedImages, scores: np
     out: dict[str, Any] = {"excluded": int((~keep).sum()), "kept": int(keep.sum())}
     labels = loaded.labels[keep]
     if keep.any() and labels.min() != labels.max():
-        subset = binary_metrics(labels, scores[keep], threshold)
-        out.update({k: subset[k] for k in ("auroc", "average_precision", "accuracy", "balanced_accuracy", "recall", "fpr", "n_defect", "n_normal")})
+        subset = with_intervals(binary_metrics(labels, scores[keep], threshold), labels, scores[keep])
+        keys = ("auroc", "auroc_ci", "average_precision", "accuracy", "balanced_accuracy", "recall", "recall_ci", "fpr", "fpr_ci", "n_defect", "n_normal")
+        out.update({k: subset[k] for k in keys})
     return out
 
 
-def retune_threshold(backend: Backend, val: Sequence[Sample], policy_text: str) -> tuple[float, str]:
-    policy = parse_policy(policy_text)
+def retune_threshold(backend: Backend, val: Sequence[Sample], policy_text: str) -> dict[str, Any]:
+    """Re-choose the threshold on ``val``; the operating point it gives there, with intervals."""
     loaded, scores = score(backend, val)
-    return choose_threshold(loaded.labels, scores, policy), str(policy)
+    return threshold_choice(loaded.labels, scores, policy_text).to_dict()
 
 
 def write_plots(loaded: LoadedImages, scores: np.ndarray, metrics: dict[str, Any], card: ModelCard, out: Path) -> dict[str, str]:
@@ -117,20 +132,28 @@ def evaluate_run(
     (default ``RUN/eval/<split>``) and returns the metrics. With ``leak_check`` the metrics
     are repeated under ``leak_free`` for the images without a duplicate in another split.
     """
-    from edge_sealant.data.loading import load_dataset
+    from edge_sealant.data.loading import load_dataset_like
 
     backend, run = open_for_evaluation(model)
     card = backend.card
-    dataset = load_dataset(data, normal_classes=card.data_summary.get("normal_classes") or None)
+    dataset = load_dataset_like(data, card.data_summary)
+    operating_point = None
     if threshold_policy is not None:
         if run is None:
             raise EdgeSealantError("--threshold-policy needs a run folder (use set-threshold for exported files)")
-        card.threshold, card.threshold_policy = retune_threshold(backend, dataset.split("val"), threshold_policy)
+        operating_point = retune_threshold(backend, dataset.split("val"), threshold_policy)
+        card.threshold, card.threshold_policy = operating_point["threshold"], operating_point["policy"]
+        card.metrics["operating_point"] = {**operating_point, "chosen_on": "val"}
+        card.train["selection_splits"] = sorted(set(selection_splits(card)) | {"val"})
         card.save(run)
     loaded, scores = score(backend, dataset.split(split))
     metrics = report(loaded, scores, card, root=dataset.root)
     # 'precision' is the defect-precision metric; the artifact's numeric precision gets its own key.
     metrics.update(split=split, model=card.model, backend=backend.name, model_precision=backend.precision)
+    metrics["role"] = split_role(card, split)
+    if operating_point is not None:
+        metrics["operating_point"] = operating_point
+        metrics["warnings"] = operating_point_warnings(operating_point, "val") + metrics["warnings"]
     if leak_check:
         metrics["leak_free"] = leak_free_metrics(dataset, split, loaded, scores, card.threshold)
     out_dir = Path(out) if out else (run / "eval" / split if run else Path(model).parent / "eval" / split)
@@ -152,17 +175,26 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+ROLE_NOTES = {
+    "selection": "it chose the best epoch or the threshold, so these are not held-out results",
+    "training": "the model learnt from these images, so these are not held-out results",
+}
+
+
 def render_metrics(metrics: dict[str, Any], console: Console) -> None:
     """Rich summary: headline metrics, confusion matrix, per-class recall, worst misses."""
-    table = Table(title=f"{metrics['model']} ({metrics['backend']} {metrics['model_precision']}) on {metrics['split']}: {metrics['n']} images")
+    role = metrics.get("role", "held-out")
+    table = Table(title=f"{metrics['model']} ({metrics['backend']} {metrics['model_precision']}) on {metrics['split']} ({role}): {metrics['n']} images")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("value [95% CI]", justify="right")
     for key in ("auroc", "average_precision", "accuracy", "balanced_accuracy", "precision", "recall", "f1", "fpr"):
-        table.add_row(key.replace("_", " "), _fmt(metrics[key]))
+        table.add_row(key.replace("_", " "), format_with_ci(metrics[key], metrics.get(f"{key}_ci")) if isinstance(metrics[key], float) else _fmt(metrics[key]))
     table.add_row("threshold", f"{metrics['threshold']:.4g} ({metrics['threshold_policy']})")
     cm = metrics["confusion_matrix"]
     table.add_row("confusion (tn fp / fn tp)", f"{cm['tn']} {cm['fp']} / {cm['fn']} {cm['tp']}")
     console.print(table)
+    if role in ROLE_NOTES:
+        console.print(f"[bold yellow]{metrics['split']} is a {role} split:[/] {ROLE_NOTES[role]}", highlight=False)
     if metrics["recall_per_class"]:
         per_class = Table(title="defect recall per YOLO class")
         for column in ("class", "images", "caught", "recall"):
@@ -172,7 +204,7 @@ def render_metrics(metrics: dict[str, Any], console: Console) -> None:
         console.print(per_class)
     leak = metrics.get("leak_free")
     if leak and leak["excluded"]:
-        auroc = _fmt(leak.get("auroc"))
+        auroc = format_with_ci(leak.get("auroc"), leak.get("auroc_ci"))
         console.print(
             f"[yellow]{leak['excluded']} of {metrics['n']} images have an exact or near duplicate in another split;[/] "
             f"on the {leak['kept']} others: AUROC {auroc}, recall {_fmt(leak.get('recall'))}, false-alarm rate {_fmt(leak.get('fpr'))}"
@@ -182,5 +214,7 @@ def render_metrics(metrics: dict[str, Any], console: Console) -> None:
         if items:
             shown = ", ".join(f"{m['file']} ({m['probability']:.3f})" for m in items[:10])
             console.print(f"[yellow]{title} ({len(items)}):[/] {shown}{' ...' if len(items) > 10 else ''}")
+    for warning in metrics.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if metrics.get("plots"):
         console.print(f"plots: {Path(next(iter(metrics['plots'].values()))).parent}")

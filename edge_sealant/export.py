@@ -280,10 +280,10 @@ def parity_images(card: ModelCard, limit: int = PARITY_LIMIT, seed: int = 0) -> 
     reason = "the run records no dataset"
     if root:
         try:
-            from edge_sealant.data.loading import load_dataset
+            from edge_sealant.data.loading import load_dataset_like
             from edge_sealant.imageset import load_images
 
-            dataset = load_dataset(root, normal_classes=card.data_summary.get("normal_classes") or None)
+            dataset = load_dataset_like(root, card.data_summary)
             for split in ("val", "test", "train"):
                 samples = dataset.splits.get(split) or []
                 if samples:

@@ -14,30 +14,48 @@ import numpy as np
 from edge_sealant.errors import EdgeSealantError
 
 DEFAULT_POLICY = "recall@0.99"
-POLICY_HELP = "youden | max-f1 | recall@R | fpr@F (e.g. recall@0.99: highest threshold keeping val defect recall >= 0.99)"
+POLICY_HELP = (
+    "youden | max-f1 | recall@R | fpr@F | recall@R,fpr<=F (e.g. recall@0.99: highest threshold keeping "
+    "defect recall >= 0.99; recall@0.95,fpr<=0.2: recall >= 0.95 within a 20% false-alarm budget)"
+)
+FPR_WARNING = 0.2  # a recall target that costs more false alarms than this is flagged
+CI_LEVEL = 0.95
+CI_RESAMPLES = 2000
+AUROC_CI_WARNING = 0.05  # an AUROC interval wider than this is flagged
 
 
 @dataclass(frozen=True)
 class ThresholdPolicy:
     kind: str  # youden, max-f1, recall, fpr
     target: float | None = None
+    max_fpr: float | None = None  # recall@R,fpr<=F: the false-alarm budget
 
     def __str__(self) -> str:
-        return self.kind if self.target is None else f"{self.kind}@{self.target:g}"
+        text = self.kind if self.target is None else f"{self.kind}@{self.target:g}"
+        return text if self.max_fpr is None else f"{text},fpr<={self.max_fpr:g}"
+
+
+def _unit_float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0.0 <= value <= 1.0 else None
 
 
 def parse_policy(text: str) -> ThresholdPolicy:
-    text = text.strip().lower()
+    text = str(text).strip().lower().replace(" ", "")
     if text in ("youden", "max-f1"):
         return ThresholdPolicy(text)
-    kind, _, value = text.partition("@")
-    if kind in ("recall", "fpr") and value:
-        try:
-            target = float(value)
-        except ValueError:
-            target = math.nan
-        if 0.0 <= target <= 1.0:
-            return ThresholdPolicy(kind, target)
+    head, comma, budget = text.partition(",")
+    kind, _, value = head.partition("@")
+    target = _unit_float(value) if value else None
+    if kind in ("recall", "fpr") and target is not None and not comma:
+        return ThresholdPolicy(kind, target)
+    if kind == "recall" and target is not None and budget.startswith("fpr<="):
+        max_fpr = _unit_float(budget[len("fpr<="):])
+        if max_fpr is not None:
+            return ThresholdPolicy(kind, target, max_fpr)
     raise EdgeSealantError(f"threshold policy {text!r} is not one of: {POLICY_HELP}")
 
 
@@ -70,8 +88,42 @@ def candidate_thresholds(scores: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([[low], mids, [high]]))
 
 
-def choose_threshold(labels: Sequence[int], scores: Sequence[float], policy: ThresholdPolicy | str) -> float:
-    """Pick the operating threshold on validation scores according to ``policy``."""
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The chosen threshold, what it gives on the scores it was chosen on, and whether the policy was met."""
+
+    threshold: float
+    policy: str
+    recall: float
+    fpr: float
+    n_defect: int
+    n_normal: int
+    met: bool = True
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        fp = round(self.fpr * self.n_normal)
+        return {
+            "threshold": self.threshold,
+            "policy": self.policy,
+            "recall": self.recall,
+            "fpr": self.fpr,
+            "fpr_ci": clopper_pearson(fp, self.n_normal),
+            "recall_ci": clopper_pearson(round(self.recall * self.n_defect), self.n_defect),
+            "n_defect": self.n_defect,
+            "n_normal": self.n_normal,
+            "policy_met": self.met,
+            "note": self.note,
+        }
+
+
+def threshold_choice(labels: Sequence[int], scores: Sequence[float], policy: ThresholdPolicy | str) -> ThresholdChoice:
+    """Pick the operating threshold on selection scores according to ``policy``.
+
+    ``recall@R,fpr<=F`` spends the false-alarm budget F on recall margin: the lowest
+    threshold whose false-alarm rate is within F, provided recall reaches R there. When the
+    two cannot both hold, the budget wins (it is the stated limit) and ``met`` is False.
+    """
     if isinstance(policy, str):
         policy = parse_policy(policy)
     labels = np.asarray(labels, dtype=np.int64)
@@ -83,18 +135,159 @@ def choose_threshold(labels: Sequence[int], scores: Sequence[float], policy: Thr
     thresholds = candidate_thresholds(scores)
     tp, fp = _counts_at(labels, scores, thresholds)
     recall, fpr = tp / n_pos, fp / n_neg
+    met, note = True, ""
     if policy.kind == "youden":
         index = int(np.argmax(recall - fpr))
     elif policy.kind == "max-f1":
         f1 = 2 * tp / np.maximum(2 * tp + fp + (n_pos - tp), 1)
         index = int(np.argmax(f1))
+    elif policy.kind == "recall" and policy.max_fpr is not None:
+        index = int(np.flatnonzero(fpr <= policy.max_fpr + 1e-12).min())  # lowest threshold within budget
+        met = bool(recall[index] >= policy.target - 1e-12)
+        if not met:
+            note = f"recall {recall[index]:.3f} < {policy.target:g} within the false-alarm budget {policy.max_fpr:g}"
     elif policy.kind == "recall":
         ok = np.flatnonzero(recall >= policy.target - 1e-12)
         index = int(ok.max())  # highest threshold that still keeps the recall
     else:  # fpr
         ok = np.flatnonzero(fpr <= policy.target + 1e-12)
         index = int(ok.min())  # lowest threshold (most recall) within the false-alarm budget
-    return float(thresholds[index])
+    return ThresholdChoice(float(thresholds[index]), str(policy), float(recall[index]), float(fpr[index]), n_pos, n_neg, met, note)
+
+
+def choose_threshold(labels: Sequence[int], scores: Sequence[float], policy: ThresholdPolicy | str) -> float:
+    """The threshold of :func:`threshold_choice`."""
+    return threshold_choice(labels, scores, policy).threshold
+
+
+def operating_point_warnings(choice: dict[str, Any], where: str) -> list[str]:
+    """What a user must hear about a chosen operating point (``ThresholdChoice.to_dict``)."""
+    out = []
+    if not choice.get("policy_met", True):
+        out.append(f"threshold policy {choice['policy']} not met on {where}: {choice['note']}")
+    if choice["fpr"] > FPR_WARNING:
+        lo, hi = choice["fpr_ci"]
+        out.append(
+            f"the threshold ({choice['policy']}) flags {choice['fpr']:.0%} of good parts on {where} (95% CI {lo:.0%}-{hi:.0%}): "
+            f"above {FPR_WARNING:.0%}; consider --threshold-policy recall@0.95,fpr<=0.2, --folds, or more data"
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------ intervals
+def clopper_pearson(successes: int, trials: int, level: float = CI_LEVEL) -> list[float] | None:
+    """Exact binomial interval of a rate (recall, false-alarm rate) at a fixed threshold.
+
+    Used instead of a bootstrap for rates: when every defect is caught the bootstrap interval
+    collapses to [1, 1], while 10 of 10 caught is only evidence for recall >= 0.69.
+    """
+    from scipy.stats import beta
+
+    if trials <= 0:
+        return None
+    alpha = 1.0 - level
+    lo = 0.0 if successes <= 0 else float(beta.ppf(alpha / 2, successes, trials - successes + 1))
+    hi = 1.0 if successes >= trials else float(beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
+    return [lo, hi]
+
+
+def _resample_counts(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(np.float64)
+
+
+def _bootstrap_auroc(pos: np.ndarray, neg: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray) -> np.ndarray:
+    """AUROC of each resample (rows of counts), ties counted half, without re-sorting."""
+    order = np.argsort(neg, kind="stable")
+    neg_sorted = neg[order]
+    cum = np.concatenate([np.zeros((len(c_neg), 1)), np.cumsum(c_neg[:, order], axis=1)], axis=1)
+    below = cum[:, np.searchsorted(neg_sorted, pos, side="left")]
+    up_to = cum[:, np.searchsorted(neg_sorted, pos, side="right")]
+    wins = below + 0.5 * (up_to - below)
+    return (c_pos * wins).sum(axis=1) / (len(pos) * len(neg))
+
+
+def _bootstrap_ap(scores: np.ndarray, labels: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray) -> np.ndarray:
+    """Average precision (sklearn's step definition) of each resample."""
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_labels = scores[order], labels[order]
+    weights = np.zeros((len(c_pos), len(scores)))
+    weights[:, labels == 1], weights[:, labels == 0] = c_pos, c_neg
+    weights = weights[:, order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    tp = np.cumsum(np.add.reduceat(weights * (sorted_labels == 1), starts, axis=1), axis=1)
+    fp = np.cumsum(np.add.reduceat(weights * (sorted_labels == 0), starts, axis=1), axis=1)
+    precision = tp / np.maximum(tp + fp, 1e-12)
+    gained = np.diff(np.concatenate([np.zeros((len(tp), 1)), tp], axis=1), axis=1)
+    return (gained * precision).sum(axis=1) / tp[:, -1]
+
+
+def bootstrap_intervals(
+    labels: Sequence[int], scores: Sequence[float], resamples: int = CI_RESAMPLES, seed: int = 0, level: float = CI_LEVEL
+) -> dict[str, list[float] | None]:
+    """Stratified bootstrap percentile intervals of AUROC and average precision.
+
+    Defects and normal images are resampled separately (the class counts stay fixed, as in
+    the split being measured). Seeded: the same scores give the same interval.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if not len(pos) or not len(neg):
+        return {"auroc": None, "average_precision": None}
+    rng = np.random.default_rng(seed)
+    aurocs, aps = [], []
+    chunk = max(1, min(resamples, 4_000_000 // len(scores)))  # bounded memory on large splits
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        c_pos, c_neg = _resample_counts(rng, len(pos), size), _resample_counts(rng, len(neg), size)
+        aurocs.append(_bootstrap_auroc(pos, neg, c_pos, c_neg))
+        aps.append(_bootstrap_ap(scores, labels, c_pos, c_neg))
+    tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    return {
+        "auroc": [float(v) for v in np.percentile(np.concatenate(aurocs), tails)],
+        "average_precision": [float(v) for v in np.percentile(np.concatenate(aps), tails)],
+    }
+
+
+def with_intervals(metrics: dict[str, Any], labels: Sequence[int], scores: Sequence[float], seed: int = 0) -> dict[str, Any]:
+    """Add 95% intervals to :func:`binary_metrics` output, and the warnings they call for.
+
+    ``auroc_ci``/``average_precision_ci``: stratified bootstrap (2000 resamples, seeded);
+    ``recall_ci``/``fpr_ci``: exact binomial (Clopper-Pearson) at the fixed threshold.
+    """
+    boot = bootstrap_intervals(labels, scores, seed=seed)
+    cm = metrics["confusion_matrix"]
+    metrics.update(
+        auroc_ci=boot["auroc"],
+        average_precision_ci=boot["average_precision"],
+        recall_ci=clopper_pearson(cm["tp"], cm["tp"] + cm["fn"]),
+        fpr_ci=clopper_pearson(cm["fp"], cm["fp"] + cm["tn"]),
+        ci={"level": CI_LEVEL, "auroc": f"stratified bootstrap, {CI_RESAMPLES} resamples, seed {seed}", "rates": "Clopper-Pearson"},
+    )
+    warnings = []
+    if boot["auroc"] is not None and boot["auroc"][1] - boot["auroc"][0] > AUROC_CI_WARNING:
+        lo, hi = boot["auroc"]
+        warnings.append(f"AUROC 95% interval [{lo:.3f}, {hi:.3f}] is wider than {AUROC_CI_WARNING}: too few images to rank models by it")
+    if metrics["auroc"] == 1.0 and metrics["n_defect"] < 30:
+        warnings.append(
+            f"AUROC 1.0 on {metrics['n_defect']} defect images: the bootstrap cannot show its uncertainty; "
+            f"recall's interval {_interval(metrics['recall_ci'])} can"
+        )
+    metrics["warnings"] = metrics.get("warnings", []) + warnings
+    return metrics
+
+
+def _interval(ci: Sequence[float] | None) -> str:
+    return "-" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def format_with_ci(value: float | None, ci: Sequence[float] | None, digits: int = 4) -> str:
+    """'0.9585 [0.93, 0.98]' for tables and reports; '-' when there is no value."""
+    if value is None:
+        return "-"
+    if not ci:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{ci[0]:.{max(2, digits - 2)}f}, {ci[1]:.{max(2, digits - 2)}f}]"
 
 
 def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float) -> dict[str, Any]:

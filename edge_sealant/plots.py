@@ -30,9 +30,12 @@ def training_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train loss")
-    ax_loss.plot(epochs, [h["val_loss"] for h in history], label="val loss")
-    ax_auc.plot(epochs, [h["val_auroc"] for h in history], color="tab:green", label="val AUROC")
+    def series(key: str) -> list[float]:  # None: no validation that epoch (the folds' final model)
+        return [np.nan if h.get(key) is None else h[key] for h in history]
+
+    ax_loss.plot(epochs, series("train_loss"), label="train loss")
+    ax_loss.plot(epochs, series("val_loss"), label="val loss")
+    ax_auc.plot(epochs, series("val_auroc"), color="tab:green", label="val AUROC")
     probe = [h["epoch"] for h in history if h.get("phase") == "probe"]
     for ax in (ax_loss, ax_auc):
         if probe:

@@ -755,7 +755,7 @@ def quantize_run(
     (absolute drop); layers NNCF must keep in float are listed in the manifest. Returns the
     report (also saved as ``quantize_report.json``).
     """
-    from edge_sealant.data.loading import load_dataset
+    from edge_sealant.data.loading import load_dataset_like
     from edge_sealant.imageset import load_images
     from edge_sealant.runtime.backends import open_backend
 
@@ -795,8 +795,7 @@ def quantize_run(
         model = onnx.load(str(source))
         check_not_quantized(onnx_quantized_ops(model), source)
 
-    normal = (card.data_summary or {}).get("normal_classes") or None
-    dataset = load_dataset(data, normal_classes=normal, seed=seed)
+    dataset = load_dataset_like(data, card.data_summary or {})
     if split == "test":
         _warn(console, "calibrating on the test split: its figures below are then no longer independent")
     calibration = build_calibration_set(dataset.split(split), card, subset_size, split, seed)

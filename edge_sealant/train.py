@@ -25,7 +25,15 @@ from edge_sealant.card import ModelCard
 from edge_sealant.checkpoint import BEST, LAST, read_checkpoint, save_checkpoint
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages, load_images
-from edge_sealant.metrics import DEFAULT_POLICY, binary_metrics, choose_threshold, parse_policy
+from edge_sealant.metrics import (
+    DEFAULT_POLICY,
+    binary_metrics,
+    format_with_ci,
+    operating_point_warnings,
+    parse_policy,
+    threshold_choice,
+    with_intervals,
+)
 
 BALANCE_MODES = ("none", "undersample", "oversample", "weighted-loss", "weighted-sampler")
 
@@ -55,6 +63,11 @@ class TrainOptions:
     amp: str = "auto"  # CUDA only: auto (bf16 where supported, else fp16), bf16, fp16, off
     workers: int = 0
     time_limit_min: Optional[float] = None
+    time_limit_action: str = "stop"  # stop: keep the best epoch so far (said loudly); fail: raise
+    folds: Optional[int] = None  # K: grouped K-fold on train+val, then one model on all of it
+    group_by: Optional[str] = None  # regex on file names: images sharing its first group stay together
+    max_group_size: Optional[int] = None  # bound on near-duplicate chains (default 2% of images, >= 16)
+    stop_after: Optional[int] = None  # train on the schedule of `epochs` but stop after this many
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -64,6 +77,15 @@ class TrainOptions:
             raise EdgeSealantError(f"--balance {self.balance!r} is not one of {', '.join(BALANCE_MODES)}")
         if self.epochs < 1 or self.probe_epochs < 0 or self.batch_size < 1:
             raise EdgeSealantError("--epochs and --batch-size must be >= 1, --probe-epochs >= 0")
+        if self.time_limit_action not in ("stop", "fail"):
+            raise EdgeSealantError(f"time limit action {self.time_limit_action!r} is not stop or fail")
+        if self.folds is not None:
+            if self.folds < 2:
+                raise EdgeSealantError(f"--folds {self.folds} must be >= 2")
+            if self.time_limit_min is not None:
+                raise EdgeSealantError("--time-limit cannot be combined with --folds: every fold must train the same epochs")
+        if self.stop_after is not None and not 1 <= self.stop_after <= self.epochs:
+            raise EdgeSealantError(f"stop_after {self.stop_after} must be in [1, epochs]")
         if self.imgsz is not None:
             self.imgsz = (int(self.imgsz[0]), int(self.imgsz[1]))
         parse_policy(self.threshold_policy)  # fail before hours of training, not after
@@ -224,34 +246,69 @@ def bce(labels: np.ndarray, logits: np.ndarray) -> float:
     return float(np.mean(np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))))
 
 
+def load_training_dataset(options: TrainOptions) -> Any:
+    """The dataset as ``options`` ask for it (normal classes, split seed, grouping)."""
+    from edge_sealant.data.loading import load_dataset
+
+    return load_dataset(
+        options.data, normal_classes=options.normal_classes, seed=options.seed,
+        group_by=options.group_by, max_group_size=options.max_group_size,
+    )
+
+
+def new_card(options: TrainOptions, dataset: Any) -> ModelCard:
+    """The card of a run before training: preprocessing, labels and the data it saw."""
+    from edge_sealant.models.registry import get_spec
+
+    spec = get_spec(options.model)
+    normal = set(dataset.normal_classes)
+    return ModelCard(
+        model=options.model,
+        input_size=options.imgsz or spec.default_size,
+        resize_mode=options.resize_mode,
+        mean=spec.mean,
+        std=spec.std,
+        defect_classes=[c for c in dataset.class_names if c not in normal],
+        threshold=0.5,
+        threshold_policy="untuned",
+        data_summary=dataset.summary(),
+        library_versions=library_versions(),
+    )
+
+
+@dataclass
+class TrainData:
+    """Decoded images a :class:`Trainer` learns from; ``val`` None means no validation."""
+
+    train: LoadedImages
+    val: Optional[LoadedImages]
+
+
 # ---------------------------------------------------------------------------------- loop
 class Trainer:
-    """One training run; state lives here so the epoch loop stays readable."""
+    """One training run; state lives here so the epoch loop stays readable.
 
-    def __init__(self, options: TrainOptions, console: Console | None = None):
-        from edge_sealant.data.loading import load_dataset
-        from edge_sealant.models.registry import build_inspection_net, get_spec, split_parameters
+    By default it loads ``options.data`` and validates on its val split. The K-fold driver
+    passes ``dataset`` and decoded ``data`` instead (a fold's images, or all of train+val
+    without validation for the final model) and sets ``fixed_choice`` (the threshold chosen
+    on out-of-fold scores).
+    """
+
+    def __init__(self, options: TrainOptions, console: Console | None = None, dataset: Any = None, data: TrainData | None = None):
+        from edge_sealant.models.registry import build_inspection_net, split_parameters
 
         self.options = options
         self.console = console or Console(stderr=True)
         self.run = Path(options.out)
         self.device = pick_device(options.device)
         torch.manual_seed(options.seed)
-        spec = get_spec(options.model)
-        self.dataset = load_dataset(options.data, normal_classes=options.normal_classes, seed=options.seed)
-        normal = set(self.dataset.normal_classes)
-        self.card = ModelCard(
-            model=options.model,
-            input_size=options.imgsz or spec.default_size,
-            resize_mode=options.resize_mode,
-            mean=spec.mean,
-            std=spec.std,
-            defect_classes=[c for c in self.dataset.class_names if c not in normal],
-            threshold=0.5,
-            threshold_policy="untuned",
-            data_summary=self.dataset.summary(),
-            library_versions=library_versions(),
-        )
+        self.dataset = dataset if dataset is not None else load_training_dataset(options)
+        self.card = new_card(options, self.dataset)
+        self.data = data
+        self.fixed_choice: Optional[dict[str, Any]] = None
+        self.val_scores: list[np.ndarray] = []  # held-out probabilities after each epoch
+        self.stopped_by: Optional[str] = None
+        self.extra_train_info: dict[str, Any] = {}  # merged into card.train (the K-fold record)
         self.net = build_inspection_net(options.model, pretrained=options.pretrained).to(self.device)
         # channels_last: faster convolutions with cuDNN and with oneDNN on CPU (measured ~20% here).
         self.net = self.net.to(memory_format=torch.channels_last)
@@ -275,18 +332,21 @@ class Trainer:
     # -- data
     def load_data(self) -> None:
         started = time.perf_counter()
-        self.train_set = load_images(self.dataset.split("train"), self.card)
-        self.val_set = load_images(self.dataset.split("val"), self.card)
-        for loaded in (self.train_set, self.val_set):
-            for problem in loaded.skipped:
-                self.console.print(f"[yellow]skipped[/] {problem}")
+        if self.data is None:
+            self.train_set = load_images(self.dataset.split("train"), self.card)
+            self.val_set: Optional[LoadedImages] = load_images(self.dataset.split("val"), self.card)
+            for loaded in (self.train_set, self.val_set):
+                for problem in loaded.skipped:
+                    self.console.print(f"[yellow]skipped[/] {problem}")
+        else:
+            self.train_set, self.val_set = self.data.train, self.data.val
         labels = self.train_set.labels
+        val = "no validation" if self.val_set is None else f"val {len(self.val_set.labels)} ({int(self.val_set.labels.sum())} defect)"
         self.console.print(
-            f"data: train {len(labels)} ({int(labels.sum())} defect), val {len(self.val_set.labels)} "
-            f"({int(self.val_set.labels.sum())} defect), input {self.card.height}x{self.card.width} "
+            f"data: train {len(labels)} ({int(labels.sum())} defect), {val}, input {self.card.height}x{self.card.width} "
             f"{self.card.resize_mode}; decoded in {time.perf_counter() - started:.1f} s"
         )
-        if labels.min() == labels.max() or self.val_set.labels.min() == self.val_set.labels.max():
+        if labels.min() == labels.max() or (self.val_set is not None and self.val_set.labels.min() == self.val_set.labels.max()):
             raise EdgeSealantError("train and val splits both need normal and defect images")
         self.transform = augmentation() if self.options.augment else None
         positives = max(1, int(labels.sum()))
@@ -347,9 +407,13 @@ class Trainer:
         defect = int(self.train_set.labels[indices].sum())
         return {"train_loss": total / max(1, count), "mix": {"normal": len(indices) - defect, "defect": defect}}
 
-    def validate(self) -> tuple[float, float]:
+    def validate(self) -> tuple[Optional[float], Optional[float]]:
+        """Val AUROC and loss after an epoch (None without validation); keeps the scores."""
+        if self.val_set is None:
+            return None, None
         logits = predict_logits(self.net, self.val_set.images, self.device)
-        metrics = binary_metrics(self.val_set.labels, sigmoid(logits), 0.5)
+        self.val_scores.append(sigmoid(logits))
+        metrics = binary_metrics(self.val_set.labels, self.val_scores[-1], 0.5)
         return float(metrics["auroc"]), bce(self.val_set.labels, logits)
 
     # -- checkpoints
@@ -380,7 +444,7 @@ class Trainer:
                 self.optimizer.load_state_dict(state["optimizer"])
                 self.scheduler.load_state_dict(state["scheduler"])
                 self.scaler.load_state_dict(state["scaler"])
-        self.console.print(f"resuming {self.run} after epoch {self.start_epoch} (best val AUROC {self.best['auroc']:.4f})")
+        self.console.print(f"resuming {self.run} after epoch {self.start_epoch} (best val AUROC {_auroc_text(self.best['auroc'])})")
 
     # -- main
     def fit(self, resume: bool = False) -> TrainResult:
@@ -397,13 +461,13 @@ class Trainer:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  best val AUROC {task.fields[best]:.4f}"),
+            TextColumn("loss {task.fields[loss]:.4f}  best val AUROC {task.fields[best]}"),
             TimeElapsedColumn(),
         ]
         with Progress(*columns, console=self.console, transient=False) as progress:
-            task = progress.add_task("epoch", total=steps, loss=0.0, best=max(0.0, self.best["auroc"]))
+            task = progress.add_task("epoch", total=steps, loss=0.0, best=_auroc_text(self.best["auroc"]))
             stale = sum(1 for h in self.history if h["phase"] == "finetune" and h["epoch"] > self.best["epoch"])
-            for epoch in range(self.start_epoch, self.options.epochs):
+            for epoch in range(self.start_epoch, self.options.stop_after or self.options.epochs):
                 epoch_start = time.perf_counter()
                 phase = self.phase(epoch)
                 if phase != self.optimizer_phase:
@@ -411,7 +475,10 @@ class Trainer:
                 progress.update(task, description=f"epoch {epoch + 1}/{self.options.epochs} {phase}")
                 stats = self.train_epoch(epoch, progress, task)
                 val_auroc, val_loss = self.validate()
-                improved = val_auroc > self.best["auroc"] or (val_auroc == self.best["auroc"] and val_loss < self.best["loss"])
+                if val_auroc is None:  # no validation: the latest epoch is the model
+                    improved = True
+                else:
+                    improved = val_auroc > self.best["auroc"] or (val_auroc == self.best["auroc"] and val_loss < self.best["loss"])
                 if improved:
                     self.best = {"epoch": epoch, "auroc": val_auroc, "loss": val_loss}
                     save_checkpoint(self.run / BEST, self.net, self.card)
@@ -419,40 +486,66 @@ class Trainer:
                 self.history.append(
                     {"epoch": epoch, "phase": phase, "val_auroc": val_auroc, "val_loss": val_loss, "seconds": time.perf_counter() - epoch_start, **stats}
                 )
-                progress.update(task, best=self.best["auroc"])
-                progress.console.print(
-                    f"epoch {epoch + 1}: train loss {stats['train_loss']:.4f}, val loss {val_loss:.4f}, "
-                    f"val AUROC {val_auroc:.4f}{' *' if improved else ''}  mix {stats['mix']}"
-                )
+                progress.update(task, best=_auroc_text(self.best["auroc"]))
+                validation = "" if val_auroc is None else f", val loss {val_loss:.4f}, val AUROC {val_auroc:.4f}{' *' if improved else ''}"
+                progress.console.print(f"epoch {epoch + 1}: train loss {stats['train_loss']:.4f}{validation}  mix {stats['mix']}")
                 elapsed = self.seconds_before + time.perf_counter() - started
                 self.save_last(epoch, elapsed)
                 if stale >= self.options.patience:
                     progress.console.print(f"early stop: no val AUROC gain for {stale} epochs")
+                    self.stopped_by = f"early stop after epoch {epoch + 1} (patience {self.options.patience})"
                     break
-                if self._out_of_time(elapsed):
-                    progress.console.print(f"time limit of {self.options.time_limit_min} min reached")
+                if self._out_of_time(elapsed, epoch):
+                    progress.console.print(
+                        f"[bold yellow]warning:[/] time limit of {self.options.time_limit_min} min reached after epoch "
+                        f"{epoch + 1} of {self.options.epochs}: this run is shorter than asked, and run.json says so"
+                    )
+                    self.stopped_by = f"time limit after epoch {epoch + 1} of {self.options.epochs}"
                     break
         seconds = self.seconds_before + time.perf_counter() - started
         return self.finish(seconds)
 
-    def _out_of_time(self, elapsed: float) -> bool:
-        if self.options.time_limit_min is None or not self.history:
+    def _out_of_time(self, elapsed: float, epoch: int) -> bool:
+        """Stop before the next epoch would pass the limit; with action 'fail', raise once it is passed."""
+        limit = self.options.time_limit_min
+        if limit is None or not self.history or epoch + 1 >= (self.options.stop_after or self.options.epochs):
             return False
-        next_epoch = self.history[-1]["seconds"]
-        return elapsed + next_epoch > self.options.time_limit_min * 60
+        if self.options.time_limit_action == "fail":
+            if elapsed > limit * 60:
+                raise EdgeSealantError(
+                    f"training passed its safety time limit of {limit:g} min after epoch {epoch + 1} of {self.options.epochs} "
+                    f"(is the machine busy?); a shortened run's figures would not be comparable, so it stops here"
+                )
+            return False
+        return elapsed + self.history[-1]["seconds"] > limit * 60
+
+    def choose_operating_point(self) -> dict[str, Any]:
+        """Threshold on val (the selection split), val metrics with intervals and leak check."""
+        from edge_sealant.evaluate import leak_free_metrics
+
+        val_scores = sigmoid(predict_logits(self.net, self.val_set.images, self.device))
+        choice = threshold_choice(self.val_set.labels, val_scores, self.options.threshold_policy).to_dict()
+        val = with_intervals(binary_metrics(self.val_set.labels, val_scores, choice["threshold"]), self.val_set.labels, val_scores)
+        val["role"] = "selection"
+        if self.data is None:  # the dataset's own val split: it may share parts with train
+            val["leak_free"] = leak_free_metrics(self.dataset, "val", self.val_set, val_scores, choice["threshold"])
+        self.card.metrics = {"val": val, "operating_point": {**choice, "chosen_on": "val"}}
+        return choice
 
     def finish(self, seconds: float) -> TrainResult:
-        """Reload the best epoch, choose the threshold on val, write run.json and curves."""
+        """Reload the best epoch, choose the threshold (on val, or given), write run.json and curves."""
         from edge_sealant.plots import training_curves
 
         best_state = read_checkpoint(self.run / BEST)
         self.net.load_state_dict(best_state["state_dict"])
-        val_scores = sigmoid(predict_logits(self.net, self.val_set.images, self.device))
-        policy = parse_policy(self.options.threshold_policy)
-        threshold = choose_threshold(self.val_set.labels, val_scores, policy)
-        self.card.threshold = threshold
-        self.card.threshold_policy = str(policy)
-        self.card.metrics = {"val": binary_metrics(self.val_set.labels, val_scores, threshold)}
+        if self.fixed_choice is not None:
+            choice = self.fixed_choice
+        elif self.val_set is not None:
+            choice = self.choose_operating_point()
+        else:
+            raise EdgeSealantError("a run without validation needs a threshold chosen elsewhere (out-of-fold scores)")
+        self.card.threshold = choice["threshold"]
+        self.card.threshold_policy = choice["policy"]
         self.card.train = {
             "options": _jsonable(dataclasses.asdict(self.options)),
             "device": str(self.device),
@@ -460,19 +553,30 @@ class Trainer:
             "threads": torch.get_num_threads(),
             "best_epoch": self.best["epoch"],
             "epochs_run": len(self.history),
+            "stopped_by": self.stopped_by,
+            "selection_splits": ["val"] if self.val_set is not None else [],
             "train_seconds": round(seconds, 1),
             "history": self.history,
-            "skipped_images": self.train_set.skipped + self.val_set.skipped,
+            "skipped_images": self.train_set.skipped + (self.val_set.skipped if self.val_set is not None else []),
+            **self.extra_train_info,
         }
         save_checkpoint(self.run / BEST, self.net, self.card)
         self.card.save(self.run)
         training_curves(self.history, self.run / "training_curves.png")
-        val = self.card.metrics["val"]
-        self.console.print(
-            f"best epoch {self.best['epoch'] + 1}: val AUROC {val['auroc']:.4f}; threshold {threshold:.4g} ({policy}) "
-            f"gives val recall {val['recall']:.3f}, false-alarm rate {val['fpr']:.3f}; {seconds / 60:.1f} min"
-        )
+        if self.val_set is not None:
+            val = self.card.metrics["val"]
+            self.console.print(
+                f"best epoch {self.best['epoch'] + 1}: val AUROC {format_with_ci(val['auroc'], val['auroc_ci'])} (val is the "
+                f"selection split); threshold {choice['threshold']:.4g} ({choice['policy']}) gives val recall {val['recall']:.3f}, "
+                f"false-alarm rate {format_with_ci(val['fpr'], val['fpr_ci'], 3)}; {seconds / 60:.1f} min"
+            )
+        for warning in operating_point_warnings(choice, choice.get("chosen_on", "val")) + self.card.metrics.get("val", {}).get("warnings", []):
+            self.console.print(f"[bold yellow]warning:[/] {warning}")
         return TrainResult(run=self.run, card=self.card, best_epoch=self.best["epoch"], seconds=seconds)
+
+
+def _auroc_text(value: float) -> str:
+    return "-" if value is None or value < 0 else f"{value:.4f}"
 
 
 def _jsonable(value: Any) -> Any:
@@ -486,7 +590,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def train(options: TrainOptions, console: Console | None = None) -> TrainResult:
-    """Train a classifier into ``options.out`` (see :class:`TrainOptions`)."""
+    """Train a classifier into ``options.out`` (see :class:`TrainOptions`).
+
+    With ``options.folds`` = K: grouped K-fold cross-validation on train+val first, then one
+    model on all of it (see :mod:`edge_sealant.crossval`).
+    """
     out = Path(options.out)
     if (out / "run.json").exists():
         raise EdgeSealantError(f"{out} already holds a finished run; choose another --out")
@@ -495,6 +603,10 @@ def train(options: TrainOptions, console: Console | None = None) -> TrainResult:
     threads = int(os.environ.get("EDGE_SEALANT_THREADS", "0"))
     if threads:
         torch.set_num_threads(threads)
+    if options.folds:
+        from edge_sealant.crossval import train_folds
+
+        return train_folds(options, console)
     return Trainer(options, console).fit(resume=False)
 
 

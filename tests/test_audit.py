@@ -14,7 +14,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from edge_sealant.cli import app
-from edge_sealant.data.audit import _popcount, audit_dataset, near_pairs, perceptual_hash, render_audit
+from edge_sealant.data.audit import audit_dataset, render_audit
+from edge_sealant.data.fingerprint import near_pairs, perceptual_hash, popcount as _popcount
 from edge_sealant.data.loading import load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +24,7 @@ BOX = "0.5 0.5 0.2 0.2"
 POLY = "0.1 0.1 0.4 0.1 0.4 0.5 0.1 0.5"
 TOP_LEVEL = {
     "root", "format", "notes", "class_names", "normal_classes", "splits", "boxes_per_class",
-    "images_per_class", "image_size", "unreadable", "label_problems", "duplicates", "warnings",
+    "images_per_class", "image_size", "unreadable", "label_problems", "duplicates", "warnings", "grouping",
 }
 
 

@@ -211,14 +211,16 @@ def test_train_and_val_carves_test_out_of_train(tmp_path):
 
 
 def test_load_is_fast_and_does_not_decode(tmp_path):
-    folder = tmp_path / "images" / "train"
-    folder.mkdir(parents=True)
-    (tmp_path / "labels" / "train").mkdir(parents=True)
+    # val and test are given: nothing to carve, so nothing is decoded (a carved split hashes images)
+    for split in ("train", "val", "test"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
     for i in range(1500):
-        (folder / f"{i:05d}.jpg").write_bytes(b"not an image")
+        split = "train" if i < 1000 else "val" if i < 1250 else "test"
+        (tmp_path / "images" / split / f"{i:05d}.jpg").write_bytes(b"not an image")
         if i % 3 == 0:
-            (tmp_path / "labels" / "train" / f"{i:05d}.txt").write_text(f"0 {BOX}\n")
-    (tmp_path / "data.yaml").write_text("train: images/train\nnames: [scratch]\n")
+            (tmp_path / "labels" / split / f"{i:05d}.txt").write_text(f"0 {BOX}\n")
+    (tmp_path / "data.yaml").write_text("train: images/train\nval: images/val\ntest: images/test\nnames: [scratch]\n")
     start = time.process_time()  # CPU time: robust to a busy shared machine
     ds = load_dataset(tmp_path / "data.yaml")
     assert time.process_time() - start < 0.6  # about 0.1 s; 10k images take about 0.5 s CPU

@@ -70,3 +70,97 @@ def test_recall_per_class():
         "bubble": {"images": 1, "detected": 0, "recall": 0.0},
         "gap": {"images": 2, "detected": 1, "recall": 0.5},
     }
+
+
+# ------------------------------------------------------------------------------ intervals
+from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
+
+from edge_sealant.metrics import (  # noqa: E402
+    _bootstrap_ap,
+    _bootstrap_auroc,
+    bootstrap_intervals,
+    clopper_pearson,
+    operating_point_warnings,
+    threshold_choice,
+    with_intervals,
+)
+
+
+def noisy_scores(n=300, seed=1):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < 0.3).astype(int)
+    return labels, np.round(rng.random(n) * 0.6 + labels * 0.3, 2)  # rounded: ties on purpose
+
+
+def test_vectorised_bootstrap_equals_sklearn_on_each_resample():
+    labels, scores = noisy_scores()
+    rng = np.random.default_rng(0)
+    c_pos = rng.multinomial(labels.sum(), np.full(labels.sum(), 1 / labels.sum()), size=4).astype(float)
+    c_neg = rng.multinomial((labels == 0).sum(), np.full((labels == 0).sum(), 1 / (labels == 0).sum()), size=4).astype(float)
+    aurocs = _bootstrap_auroc(scores[labels == 1], scores[labels == 0], c_pos, c_neg)
+    aps = _bootstrap_ap(scores, labels, c_pos, c_neg)
+    for k in range(4):
+        weights = np.zeros(len(labels))
+        weights[labels == 1], weights[labels == 0] = c_pos[k], c_neg[k]
+        assert aurocs[k] == pytest.approx(roc_auc_score(labels, scores, sample_weight=weights), abs=1e-12)
+        assert aps[k] == pytest.approx(average_precision_score(labels, scores, sample_weight=weights), abs=1e-12)
+
+
+def test_bootstrap_interval_is_seeded_and_shrinks_with_more_images():
+    small, big = noisy_scores(100), noisy_scores(2000)
+    a, b = bootstrap_intervals(*small, seed=3), bootstrap_intervals(*small, seed=3)
+    assert a == b
+    point = roc_auc_score(*small)
+    assert a["auroc"][0] < point < a["auroc"][1]
+    wide = a["auroc"][1] - a["auroc"][0]
+    narrow = bootstrap_intervals(*big)["auroc"]
+    assert narrow[1] - narrow[0] < wide / 2
+
+
+def test_clopper_pearson_known_values():
+    lo, hi = clopper_pearson(10, 10)
+    assert lo == pytest.approx(0.6915, abs=1e-4) and hi == 1.0  # 10 of 10 caught: recall >= 0.69, not 1.0
+    lo, hi = clopper_pearson(0, 100)
+    assert lo == 0.0 and hi == pytest.approx(0.0362, abs=1e-4)
+    assert clopper_pearson(0, 0) is None
+
+
+def test_with_intervals_adds_keys_and_warns_on_wide_auroc():
+    labels, scores = noisy_scores(60)
+    metrics = with_intervals(binary_metrics(labels, scores, 0.5), labels, scores)
+    for key in ("auroc_ci", "average_precision_ci", "recall_ci", "fpr_ci"):
+        lo, hi = metrics[key]
+        assert 0.0 <= lo <= hi <= 1.0
+    assert metrics["recall_ci"][0] <= metrics["recall"] <= metrics["recall_ci"][1]
+    assert any("wider than 0.05" in w for w in metrics["warnings"])
+    perfect = with_intervals(binary_metrics([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], 0.5), [0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
+    assert perfect["auroc_ci"] == [1.0, 1.0] and any("cannot show its uncertainty" in w for w in perfect["warnings"])
+
+
+# ------------------------------------------------------------------------------ recall within a budget
+def test_recall_with_false_alarm_budget_spends_the_budget_on_margin():
+    choice = threshold_choice(LABELS, SCORES, "recall@0.75,fpr<=0.2")
+    assert choice.policy == "recall@0.75,fpr<=0.2" and choice.met
+    assert 0.55 < choice.threshold < 0.60  # lowest threshold with at most 1 of 6 false alarms
+    assert choice.recall == pytest.approx(0.75) and choice.fpr <= 0.2
+
+
+def test_recall_with_budget_says_when_the_target_is_not_met():
+    choice = threshold_choice(LABELS, SCORES, "recall@0.99,fpr<=0.2")
+    assert not choice.met and choice.fpr <= 0.2 and choice.recall == pytest.approx(0.75)
+    warnings = operating_point_warnings(choice.to_dict(), "val")
+    assert any("not met" in w for w in warnings)
+
+
+def test_high_false_alarm_cost_of_a_recall_target_is_flagged():
+    point = threshold_choice(LABELS, SCORES, "recall@0.99").to_dict()
+    assert point["fpr"] == pytest.approx(2 / 6)  # 0.55 and 0.70 score above the lowest defect
+    lo, hi = point["fpr_ci"]
+    assert lo < 1 / 3 < hi
+    assert any("flags 33% of good parts" in w for w in operating_point_warnings(point, "val"))
+
+
+@pytest.mark.parametrize("text", ["recall@0.9,fpr<=2", "recall@0.9,fpr>=0.1", "fpr@0.1,fpr<=0.2", "recall@0.9,"])
+def test_bad_budget_policies_are_rejected(text):
+    with pytest.raises(EdgeSealantError, match="threshold policy"):
+        parse_policy(text)

@@ -147,3 +147,71 @@ def test_evaluate_missing_split_is_one_line(tiny_run, tiny_data):
     result = runner.invoke(app, ["evaluate", str(tiny_run), str(tiny_data), "--split", "holdout"])
     assert result.exit_code == 1
     assert "no 'holdout' split" in result.output
+
+
+# ------------------------------------------------------------------------------ honest evaluation
+def test_evaluate_reports_intervals_and_the_role_of_the_split(tiny_run, tiny_data):
+    result = runner.invoke(app, ["evaluate", str(tiny_run), str(tiny_data), "--split", "test", "--json"])
+    metrics = json.loads(result.stdout)
+    for key in ("auroc_ci", "recall_ci", "fpr_ci", "average_precision_ci"):
+        lo, hi = metrics[key]
+        assert 0.0 <= lo <= hi <= 1.0
+    assert metrics["role"] == "held-out"
+    val = runner.invoke(app, ["evaluate", str(tiny_run), str(tiny_data), "--split", "val"])
+    assert val.exit_code == 0, val.output
+    assert "selection split" in " ".join(val.output.split())  # val chose the epoch and threshold
+
+
+def test_run_json_records_the_operating_point_and_split_settings(tiny_run):
+    card = json.loads((tiny_run / "run.json").read_text())
+    point = card["metrics"]["operating_point"]
+    assert point["chosen_on"] == "val" and point["policy"] == "recall@0.99"
+    assert point["fpr_ci"][0] <= point["fpr"] <= point["fpr_ci"][1]
+    assert card["metrics"]["val"]["role"] == "selection" and "auroc_ci" in card["metrics"]["val"]
+    assert card["metrics"]["val"]["leak_free"]["excluded"] == 0
+    assert card["train"]["selection_splits"] == ["val"]
+    assert card["data_summary"]["split_settings"]["seed"] == 0
+
+
+def test_time_limit_as_a_safety_net_fails_loudly(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(EdgeSealantError, match="safety time limit"):
+        train(tiny_options(tiny_data, run, epochs=3, time_limit_min=1e-6, time_limit_action="fail"))
+
+
+def test_time_limit_stop_is_recorded(tiny_data, tmp_path):
+    result = train(tiny_options(tiny_data, tmp_path / "run", epochs=3, time_limit_min=1e-6))
+    assert result.card.train["epochs_run"] == 1
+    assert result.card.train["stopped_by"].startswith("time limit after epoch 1 of 3")
+
+
+def test_folds_choose_epochs_and_threshold_out_of_fold(tiny_data, tmp_path):
+    run = tmp_path / "cv"
+    result = runner.invoke(
+        app, ["train", str(tiny_data), "--model", "mobilenet_v3_small", "--pretrained", "none", "--imgsz", "64x32",
+              "--epochs", "2", "--batch-size", "8", "--folds", "3", "--out", str(run)],
+    )
+    assert result.exit_code == 0, result.output
+    card = json.loads((run / "run.json").read_text())
+    folds = card["train"]["folds"]
+    assert folds["k"] == 3 and len(folds["fold_auroc"]) == 3 and len(folds["epoch_curves"]) == 3
+    assert 1 <= folds["chosen_epochs"] <= 2
+    assert card["train"]["epochs_run"] == folds["chosen_epochs"]  # the final model stops at the chosen epoch
+    assert card["train"]["selection_splits"] == [] and card["train"]["training_splits"] == ["train", "val"]
+    oof = card["metrics"]["oof"]
+    train_val = sum(card["data_summary"]["counts"][s]["normal"] + card["data_summary"]["counts"][s]["defect"] for s in ("train", "val"))
+    assert oof["n"] == train_val and oof["auroc_ci"][0] <= oof["auroc"] <= oof["auroc_ci"][1]
+    assert card["metrics"]["operating_point"]["chosen_on"] == "out-of-fold scores"
+    assert card["threshold"] == pytest.approx(card["metrics"]["operating_point"]["threshold"])
+    rows = (run / "folds" / "oof.csv").read_text().splitlines()
+    assert len(rows) == train_val + 1 and {r.split(",")[2] for r in rows[1:]} == {"0", "1", "2"}
+    assert (run / "best.pt").is_file() and not (run / "folds" / "fold0" / "best.pt").exists()
+    test = runner.invoke(app, ["evaluate", str(run), str(tiny_data), "--split", "val", "--json"])
+    assert json.loads(test.stdout)["role"] == "training"  # the final model learnt from val
+
+
+def test_folds_refuse_a_time_limit(tiny_data, tmp_path):
+    with pytest.raises(EdgeSealantError, match="cannot be combined with --folds"):
+        tiny_options(tiny_data, tmp_path / "r", folds=3, time_limit_min=5)
+    with pytest.raises(EdgeSealantError, match="--folds 1 must be >= 2"):
+        tiny_options(tiny_data, tmp_path / "r", folds=1)

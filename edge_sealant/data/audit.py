@@ -1,128 +1,26 @@
 """Dataset audit: counts, boxes per class, image sizes, unreadable files, label problems, leakage.
 
 ``audit_dataset`` returns a JSON-able dict (its shape is a contract other code relies on);
-``render_audit`` prints it as compact rich tables. Images are decoded here, not in the loader:
-reduced grey decodes (libjpeg DCT scaling) feed a 64-bit perceptual hash, sizes come from the
-JPEG/PNG header where possible, and a small thread pool overlaps the work (cv2 releases the GIL).
+``render_audit`` prints it as compact rich tables. Each image is decoded and hashed once by
+:mod:`edge_sealant.data.fingerprint` (shared with the grouped splitter and the leak check).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import struct
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from edge_sealant.data.fingerprint import NEAR_DUPLICATE_DISTANCE, fingerprints, near_pairs, popcount
 from edge_sealant.data.loading import label_path_for, read_label_file
 from edge_sealant.data.types import SPLITS, LabelledDataset
 from edge_sealant.errors import EdgeSealantError
-from edge_sealant.preprocess import jpeg_frame_header
 
 MAX_LISTED = 1000  # pairs / problems listed in the JSON; the counts are always complete
 SPLIT_ORDER = {name: i for i, name in enumerate(SPLITS)}
-
-
-@dataclass
-class _ImageInfo:
-    sha1: str | None = None
-    phash: int | None = None
-    hw: tuple[int, int] | None = None
-    channels: int | None = None
-    error: str | None = None
-
-
-# ------------------------------------------------------------------------------ decoding
-def header_info(data: bytes) -> tuple[int, int, int] | None:
-    """(height, width, channels as IMREAD_UNCHANGED gives them) from a JPEG/PNG header, or None."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26:
-        width, height = struct.unpack(">II", data[16:24])
-        color_type = data[25]
-        channels = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}.get(color_type)  # OpenCV turns grey+alpha into BGRA
-        if channels == 3 and color_type == 3 and b"tRNS" in data[: data.find(b"IDAT")]:
-            channels = 4  # palette with transparency decodes as BGRA
-        return (height, width, channels) if channels else None
-    jpeg = jpeg_frame_header(data)
-    if jpeg is None:
-        return None
-    height, width, components = jpeg
-    return height, width, 1 if components == 1 else 3  # CMYK/YCCK decode to BGR
-
-
-def perceptual_hash(grey: np.ndarray) -> int:
-    """64-bit pHash: low 8x8 DCT frequencies of a 32x32 thumbnail against their median."""
-    small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
-    low = cv2.dct(small)[:8, :8].flatten()
-    bits = low > np.median(low[1:])
-    return int(np.packbits(bits).view(">u8")[0])
-
-
-def _inspect(path: Path) -> _ImageInfo:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return _ImageInfo(error=f"cannot read ({exc.strerror or exc})")
-    info = _ImageInfo(sha1=hashlib.sha1(data).hexdigest())
-    if not data:
-        info.error = "empty file"
-        return info
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    header = header_info(data)
-    try:
-        if header is not None:
-            info.hw, info.channels = (header[0], header[1]), header[2]
-            short = min(header[0], header[1])
-            flag = cv2.IMREAD_REDUCED_GRAYSCALE_4 if short >= 256 else cv2.IMREAD_REDUCED_GRAYSCALE_2 if short >= 128 else cv2.IMREAD_GRAYSCALE
-            grey = cv2.imdecode(buffer, flag)
-        else:
-            full = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-            grey = None
-            if full is not None:
-                info.hw, info.channels = full.shape[:2], 1 if full.ndim == 2 else full.shape[2]
-                if full.dtype != np.uint8:
-                    full = cv2.normalize(full, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-                if full.ndim == 2:
-                    grey = full
-                elif full.shape[2] >= 3:
-                    grey = cv2.cvtColor(np.ascontiguousarray(full[:, :, :3]), cv2.COLOR_BGR2GRAY)
-                else:
-                    grey = np.ascontiguousarray(full[:, :, 0])
-    except cv2.error:
-        grey = None
-    if grey is None or grey.size == 0:
-        info.error = "cannot decode"
-        info.hw = info.channels = None
-        return info
-    info.phash = perceptual_hash(grey)
-    return info
-
-
-# ------------------------------------------------------------------------------ pairs
-def _popcount(values: np.ndarray) -> np.ndarray:
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(values)
-    table = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
-    return table[values.view(np.uint8)].reshape(*values.shape, 8).sum(axis=-1)
-
-
-def near_pairs(hashes: np.ndarray, max_distance: int, block: int = 512) -> list[tuple[int, int, int]]:
-    """Pairs (i, j, distance), i < j, whose 64-bit hashes differ in <= max_distance bits."""
-    hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
-    out: list[tuple[int, int, int]] = []
-    for start in range(0, len(hashes), block):
-        rows = hashes[start : start + block]
-        dist = _popcount(rows[:, None] ^ hashes[None, start:])
-        ii, jj = np.nonzero(dist <= max_distance)
-        keep = jj > ii  # columns start at `start`, so jj > ii means j > i
-        for i, j in zip(ii[keep].tolist(), jj[keep].tolist()):
-            out.append((start + i, start + j, int(dist[i, j])))
-    return out
 
 
 # ------------------------------------------------------------------------------ audit
@@ -182,14 +80,14 @@ def _label_stats(dataset: LabelledDataset) -> tuple[dict, dict, list[str]]:
     return boxes, images, problems
 
 
-def audit_dataset(dataset: LabelledDataset, near_duplicate_distance: int = 4, workers: int | None = None) -> dict[str, Any]:
+def audit_dataset(
+    dataset: LabelledDataset, near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE, workers: int | None = None
+) -> dict[str, Any]:
     """Decode every image once and report what could hurt training or inflate metrics."""
     root = dataset.root
     entries = [(split, sample) for split in SPLITS for sample in dataset.splits.get(split, [])]
     entries += [(split, s) for split, v in dataset.splits.items() if split not in SPLITS for s in v]
-    workers = workers or max(2, min(4, os.cpu_count() or 2))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        infos = list(pool.map(_inspect, [sample.path for _, sample in entries], chunksize=16))
+    infos = fingerprints([sample.path for _, sample in entries], workers)
 
     present = [split for split, samples in dataset.splits.items() if samples]
     counts = dataset.counts()
@@ -243,6 +141,7 @@ def audit_dataset(dataset: LabelledDataset, near_duplicate_distance: int = 4, wo
         "root": str(root),
         "format": dataset.format,
         "notes": list(dataset.notes),
+        "grouping": dict(dataset.grouping),
         "class_names": list(dataset.class_names),
         "normal_classes": list(dataset.normal_classes),
         "splits": {split: counts[split] for split in present},
@@ -413,7 +312,9 @@ def _short(path: str) -> str:
     return path[len("images/") :] if path.startswith("images/") else path
 
 
-def duplicated_elsewhere(dataset: LabelledDataset, split: str, max_distance: int = 4, workers: int | None = None) -> set[Path]:
+def duplicated_elsewhere(
+    dataset: LabelledDataset, split: str, max_distance: int = NEAR_DUPLICATE_DISTANCE, workers: int | None = None
+) -> set[Path]:
     """Images of ``split`` with an exact or near duplicate in any other split.
 
     Metrics on the remaining images are the leak-free figures: a test image that is the same
@@ -423,8 +324,7 @@ def duplicated_elsewhere(dataset: LabelledDataset, split: str, max_distance: int
     others = [s for name, samples in dataset.splits.items() if name != split for s in samples]
     if not target or not others:
         return set()
-    with ThreadPoolExecutor(max_workers=workers or max(2, min(4, os.cpu_count() or 2))) as pool:
-        infos = list(pool.map(_inspect, [s.path for s in target + others], chunksize=16))
+    infos = fingerprints([s.path for s in target + others], workers)
     mine, theirs = infos[: len(target)], infos[len(target) :]
     other_sha = {info.sha1 for info in theirs if info.sha1}
     other_hash = np.array([info.phash for info in theirs if info.phash is not None], dtype=np.uint64)
@@ -433,6 +333,6 @@ def duplicated_elsewhere(dataset: LabelledDataset, split: str, max_distance: int
         if info.sha1 in other_sha:
             leaked.add(sample.path)
         elif info.phash is not None and len(other_hash):
-            if _popcount(other_hash ^ np.uint64(info.phash)).min() <= max_distance:
+            if popcount(other_hash ^ np.uint64(info.phash)).min() <= max_distance:
                 leaked.add(sample.path)
     return leaked

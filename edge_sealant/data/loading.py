@@ -15,6 +15,7 @@ Layouts, tried in this order when DATA is a folder:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -202,51 +203,39 @@ def _at(name: str, text: str, key: str) -> str:
 
 
 # ------------------------------------------------------------------------------ splitting
-def _carve(samples: list[Sample], fractions: dict[str, float], rng: np.random.Generator) -> dict[str, list[Sample]]:
-    """Stratified, seeded split: ``fractions`` of each label group go to each named split.
+@dataclass(frozen=True)
+class SplitSettings:
+    """How missing splits are made: fractions, seed and what counts as one group."""
 
-    Per label group the counts are rounded exactly; the group is ordered by defect classes
-    (then randomly) and each split's share is spread evenly along that order, so defect
-    classes reach every split in proportion too. The rest stays in ``"train"``.
-    """
-    out: dict[str, list[Sample]] = {"train": [], **{name: [] for name in fractions}}
-    ordered = sorted(samples, key=lambda s: str(s.path))  # the result does not depend on input order
-    for label in (NORMAL, DEFECT):
-        group = [s for s in ordered if s.label == label]
-        n = len(group)
-        if not n:
-            continue
-        keys = rng.random(n)
-        order = sorted(range(n), key=lambda i: (group[i].defect_classes, keys[i]))
-        quotas = {name: int(math.floor(n * f + 0.5)) for name, f in fractions.items()}
-        quotas["train"] = n - sum(quotas.values())
-        if quotas["train"] < 0:
-            raise EdgeSealantError(f"split fractions {fractions} leave no training images")
-        # evenly spaced slots: the m-th of k items of a split sits at (m + 0.5) / k along the order
-        slots = sorted(
-            ((m + 0.5) / k, rank, name)
-            for rank, (name, k) in enumerate(quotas.items())
-            for m in range(k)
-        )
-        for (_, _, name), i in zip(slots, order):
-            out[name].append(group[i])
-    return {name: sorted(items, key=lambda s: str(s.path)) for name, items in out.items()}
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    group_by: str | None = None
+    max_group_size: int | None = None
+
+    def check(self) -> None:
+        for name, fraction in (("val", self.val_fraction), ("test", self.test_fraction)):
+            if not (isinstance(fraction, (int, float)) and 0.0 <= fraction < 1.0):
+                raise EdgeSealantError(f"{name} fraction {fraction} must be in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise EdgeSealantError(f"val fraction {self.val_fraction} + test fraction {self.test_fraction} leave no training images")
+        if self.max_group_size is not None and self.max_group_size < 1:
+            raise EdgeSealantError(f"--max-group {self.max_group_size} must be >= 1")
 
 
 def _complete_splits(
-    splits: dict[str, list[Sample]], seed: int, val_fraction: float, test_fraction: float, notes: list[str]
-) -> dict[str, list[Sample]]:
-    for name, fraction in (("val", val_fraction), ("test", test_fraction)):
-        if not 0.0 <= fraction < 1.0:
-            raise EdgeSealantError(f"{name} fraction {fraction} must be in [0, 1)")
-    if val_fraction + test_fraction >= 1.0:
-        raise EdgeSealantError(f"val fraction {val_fraction} + test fraction {test_fraction} leave no training images")
+    splits: dict[str, list[Sample]], settings: SplitSettings, notes: list[str]
+) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
+    """Carve missing val/test out of train, keeping every group of duplicates in one split."""
+    from edge_sealant.data.groups import grouped_split
+
+    settings.check()
     train = splits.get("train", [])
     have = {name for name in SPLITS if splits.get(name)}
-    missing = {"val": val_fraction, "test": test_fraction}
+    missing = {"val": settings.val_fraction, "test": settings.test_fraction}
     missing = {name: f for name, f in missing.items() if name not in have and f > 0}
     if not missing:
-        return {name: splits.get(name, []) for name in SPLITS}
+        return {name: splits.get(name, []) for name in SPLITS}, {}
     if have == {"train"}:
         fractions = missing
         described = ", ".join(f"{name} {f:g}" for name, f in fractions.items())
@@ -255,11 +244,25 @@ def _complete_splits(
         total = sum(len(v) for v in splits.values())
         fractions = {name: min(0.5, f * total / max(1, len(train))) for name, f in missing.items()}
         described = ", ".join(f"{name} {missing[name]:g} of all images ({f:.3f} of train)" for name, f in fractions.items())
-    made = _carve(train, fractions, np.random.default_rng(seed))
-    notes.append(f"made {'/'.join(fractions)}: stratified, seed {seed}, fractions {described}")
+    if sum(fractions.values()) >= 1.0:
+        raise EdgeSealantError(f"split fractions {fractions} leave no training images")
+    shares = {"train": 1.0 - sum(fractions.values()), **fractions}
+    made, grouping = grouped_split(
+        train, shares, seed=settings.seed, group_by=settings.group_by, max_group_size=settings.max_group_size
+    )
+    summary = grouping.summary()
+    notes.append(
+        f"made {'/'.join(fractions)}: stratified, seed {settings.seed}, fractions {described}; grouped: "
+        f"{summary['groups']} groups of duplicates{' and --group-by keys' if settings.group_by else ''}, largest {summary['largest_group']}"
+    )
+    if grouping.split_chains:
+        notes.append(
+            f"{len(grouping.split_chains)} near-duplicate chains over {grouping.max_group_size} images were cut apart "
+            f"({grouping.cut_pairs} near pairs may cross splits; see the audit)"
+        )
     result = {name: splits.get(name, []) for name in SPLITS}
     result.update(made)
-    return result
+    return result, summary
 
 
 # ------------------------------------------------------------------------------ YOLO
@@ -624,13 +627,19 @@ def load_dataset(
     seed: int = 0,
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
+    group_by: str | None = None,
+    max_group_size: int | None = None,
 ) -> LabelledDataset:
     """Load DATA (a YOLO ``data.yaml`` or a dataset folder) as image-level labels.
 
     An image is a defect iff it has at least one box/polygon of a class not in
     ``normal_classes`` (by default every class is a defect). Missing val/test splits are
-    made by a stratified, seeded split of train. Samples are sorted by path per split.
+    made by a stratified, seeded, grouped split of train: exact and near duplicates (and
+    images whose names share a ``group_by`` key) stay in one split, so the split made here
+    never leaks (see :mod:`edge_sealant.data.groups`). Samples are sorted by path per split.
     """
+    settings = SplitSettings(seed, val_fraction, test_fraction, group_by, max_group_size)
+    settings.check()
     source = Path(source)
     normal = [c.strip() for c in (normal_classes or []) if c.strip()]
     notes: list[str] = []
@@ -669,7 +678,7 @@ def load_dataset(
     if not any(splits.values()):
         raise EdgeSealantError(f"{source}: dataset has no images")
     splits = _dedupe(splits, root, notes)
-    splits = _complete_splits(splits, seed, val_fraction, test_fraction, notes)
+    splits, grouping = _complete_splits(splits, settings, notes)
     defects = sum(s.label for v in splits.values() for s in v)
     if defects == 0:
         notes.append("no defect images at all: check --normal-classes and the label files")
@@ -680,4 +689,21 @@ def load_dataset(
         normal_classes=list(normal),
         splits=splits,
         notes=notes,
+        split_settings=dataclasses.asdict(settings),
+        grouping=grouping,
+    )
+
+
+def load_dataset_like(source: str | Path, data_summary: dict[str, Any]) -> LabelledDataset:
+    """Load ``source`` as a run saw it: same normal classes, same split seed and grouping.
+
+    ``data_summary`` is the card's (``run.json``) record of the training data, so ``evaluate``,
+    ``quantize`` and ``bench`` carve the very same test split the run was trained around.
+    """
+    settings = data_summary.get("split_settings") or {}
+    known = {f.name for f in dataclasses.fields(SplitSettings)}
+    return load_dataset(
+        source,
+        normal_classes=data_summary.get("normal_classes") or None,
+        **{k: v for k, v in settings.items() if k in known},
     )

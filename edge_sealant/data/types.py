@@ -36,6 +36,8 @@ class LabelledDataset:
     splits: dict[str, list[Sample]]
     notes: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # "path: reason" for unreadable files
+    split_settings: dict[str, Any] = field(default_factory=dict)  # seed, fractions, grouping options
+    grouping: dict[str, Any] = field(default_factory=dict)  # groups of the split made here (empty: none made)
 
     def split(self, name: str) -> list[Sample]:
         from edge_sealant.errors import EdgeSealantError
@@ -61,6 +63,8 @@ class LabelledDataset:
             "normal_classes": list(self.normal_classes),
             "counts": self.counts(),
             "notes": list(self.notes),
+            "split_settings": dict(self.split_settings),
+            "grouping": dict(self.grouping),
         }
 
 

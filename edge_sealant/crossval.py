@@ -1,0 +1,142 @@
+"""``train --folds K``: grouped, stratified K-fold cross-validation, then one final model.
+
+Why: with 10-70 defect images in val, one val split is a noisy judge of the best epoch and a
+worse one of the threshold. Here every image of train+val is scored once by a model that never
+saw it (out-of-fold, OOF), so both choices use all the labelled data, and the test split stays
+untouched.
+
+Steps:
+
+1. Pool train+val; split it into K folds with :func:`edge_sealant.data.groups.group_kfold`
+   (duplicates and ``--group-by`` keys never cross folds; stratified by label and class).
+2. Train one model per fold for the full schedule (no early stopping: every fold trains the
+   same epochs) and keep its held-out scores after every epoch.
+3. Choose the number of epochs that maximises the mean fold AUROC; the OOF scores of that
+   epoch give the pooled AUROC (with a bootstrap interval), the per-fold mean +- std, and the
+   operating threshold.
+4. Retrain on all of train+val on the same schedule, stopped after the chosen epoch: that is
+   the model in ``RUN/best.pt``. Its threshold comes from step 3 (``run.json`` says so).
+
+The chosen epoch is picked on the same OOF scores it then reports, a mild optimism for one
+integer out of ``epochs``; the fold figures are therefore labelled "selection", and only the
+test split is held-out evidence.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from edge_sealant.checkpoint import BEST, LAST
+from edge_sealant.imageset import LoadedImages, load_images
+from edge_sealant.metrics import binary_metrics, threshold_choice, with_intervals
+from edge_sealant.train import TrainData, Trainer, TrainOptions, TrainResult, load_training_dataset, new_card
+
+
+def subset(loaded: LoadedImages, indices: list[int]) -> LoadedImages:
+    """The images and samples at ``indices`` (a view of one decode, no re-reading)."""
+    return LoadedImages(images=loaded.images[indices], samples=[loaded.samples[i] for i in indices], skipped=[])
+
+
+def _fold_options(options: TrainOptions, out: Path, **changes: Any) -> TrainOptions:
+    # patience beyond the schedule: every fold trains every epoch, so epoch curves line up
+    return dataclasses.replace(options, out=str(out), folds=None, patience=options.epochs + 1, time_limit_min=None, **changes)
+
+
+def choose_epochs(curves: np.ndarray, probe_epochs: int) -> int:
+    """Index of the epoch with the best mean fold AUROC (fine-tune epochs only when there are any)."""
+    mean = curves.mean(axis=0)
+    first = probe_epochs if curves.shape[1] > probe_epochs else 0
+    return first + int(np.argmax(mean[first:]))
+
+
+def train_folds(options: TrainOptions, console: Console | None = None) -> TrainResult:
+    """Run steps 1-4 of the module doc into ``options.out``; returns the final model's result."""
+    from edge_sealant.data.groups import group_kfold
+
+    console = console or Console(stderr=True)
+    run = Path(options.out)
+    dataset = load_training_dataset(options)
+    pool = dataset.split("train") + list(dataset.splits.get("val") or [])
+    folds, grouping = group_kfold(
+        pool, options.folds, seed=options.seed, group_by=options.group_by, max_group_size=options.max_group_size
+    )
+    loaded = load_images(sorted(pool, key=lambda s: str(s.path)), new_card(options, dataset))
+    for problem in loaded.skipped:
+        console.print(f"[yellow]skipped[/] {problem}")
+    index_of = {s.path: i for i, s in enumerate(loaded.samples)}
+    held_out = [[index_of[s.path] for s in fold if s.path in index_of] for fold in folds]
+    console.print(
+        f"{options.folds}-fold cross-validation on train+val: {len(loaded.samples)} images in {grouping.n_groups} groups "
+        f"(largest {grouping.largest}); fold sizes {[len(h) for h in held_out]}"
+    )
+    curves, scores_by_fold, fold_seconds = [], [], []
+    for k, held in enumerate(held_out):
+        rest = sorted(set(range(len(loaded.samples))) - set(held))
+        console.print(f"[bold]fold {k + 1}/{options.folds}[/]: train {len(rest)}, held out {len(held)}")
+        trainer = Trainer(_fold_options(options, run / "folds" / f"fold{k}"), console, dataset=dataset,
+                          data=TrainData(subset(loaded, rest), subset(loaded, held)))
+        result = trainer.fit()
+        curves.append([h["val_auroc"] for h in trainer.history])
+        scores_by_fold.append(np.stack(trainer.val_scores))
+        fold_seconds.append(result.seconds)
+        for name in (BEST, LAST):  # the fold models are not deployed; their scores are kept
+            (trainer.run / name).unlink(missing_ok=True)
+
+    curve_array = np.array(curves, dtype=np.float64)
+    best = choose_epochs(curve_array, options.probe_epochs)
+    labels = loaded.labels
+    oof = np.empty(len(labels))
+    for held, scores in zip(held_out, scores_by_fold):
+        oof[held] = scores[best]
+    choice = {**threshold_choice(labels, oof, options.threshold_policy).to_dict(), "chosen_on": "out-of-fold scores"}
+    pooled = with_intervals(binary_metrics(labels, oof, choice["threshold"]), labels, oof)
+    pooled["role"] = "selection"
+    fold_aurocs = [float(curve_array[k, best]) for k in range(len(held_out))]
+    _write_oof(run / "folds" / "oof.csv", loaded, held_out, oof)
+    console.print(
+        f"cross-validation: epoch {best + 1} best; fold AUROC {np.mean(fold_aurocs):.4f} +- {np.std(fold_aurocs):.4f}, "
+        f"pooled out-of-fold AUROC {pooled['auroc']:.4f} [{pooled['auroc_ci'][0]:.4f}, {pooled['auroc_ci'][1]:.4f}]"
+    )
+
+    console.print(f"[bold]final model[/]: all {len(labels)} images of train+val, stopped after epoch {best + 1} of the same schedule")
+    final = Trainer(_fold_options(options, run, stop_after=best + 1), console, dataset=dataset, data=TrainData(loaded, None))
+    final.fixed_choice = choice
+    final.card.metrics = {"oof": pooled, "operating_point": choice}
+    final.extra_train_info = {
+        "selection_splits": [],
+        "training_splits": ["train", "val"],
+        "folds": {
+            "k": options.folds,
+            "grouping": grouping.summary(),
+            "fold_sizes": [len(h) for h in held_out],
+            "epoch_curves": curves,
+            "chosen_epochs": best + 1,
+            "fold_auroc": fold_aurocs,
+            "fold_auroc_mean": float(np.mean(fold_aurocs)),
+            "fold_auroc_std": float(np.std(fold_aurocs)),
+            "fold_seconds": [round(s, 1) for s in fold_seconds],
+            "final_model": f"retrained on all of train+val ({len(labels)} images) for {best + 1} epochs of the {options.epochs}-epoch schedule; "
+            "threshold and epochs chosen on out-of-fold scores",
+        },
+    }
+    return final.fit()
+
+
+def _write_oof(path: Path, loaded: LoadedImages, held_out: list[list[int]], oof: np.ndarray) -> None:
+    """One row per image: path, label, fold, out-of-fold probability (for audits and plots)."""
+    from edge_sealant.card import atomic_write_text
+
+    fold_of = {i: k for k, held in enumerate(held_out) for i in held}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "label", "fold", "probability"])
+    writer.writerows([str(s.path), s.label, fold_of[i], f"{oof[i]:.6f}"] for i, s in enumerate(loaded.samples))
+    atomic_write_text(path, buffer.getvalue())
+

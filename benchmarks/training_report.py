@@ -1,4 +1,4 @@
-"""Tabulate finished runs (run.json + eval/test/metrics.json) as Markdown and JSON.
+"""Tabulate finished runs (run.json + eval/{val,test}/metrics.json) as Markdown and JSON.
 
     python benchmarks/training_report.py RUN [RUN ...] --out benchmarks/results/NAME
 
@@ -16,10 +16,12 @@ from typing import Any
 
 def summarize(run: Path) -> dict[str, Any]:
     card = json.loads((run / "run.json").read_text())
-    test_file = run / "eval" / "test" / "metrics.json"
-    test = json.loads(test_file.read_text()) if test_file.is_file() else {}
+    test, val = (_metrics(run, split) for split in ("test", "val"))
+    val = val or card.get("metrics", {}).get("val", {})
     train = card.get("train", {})
     options = train.get("options", {})
+    folds = train.get("folds") or {}
+    oof = card.get("metrics", {}).get("oof", {})
     return {
         "run": run.name,
         "model": card["model"],
@@ -31,16 +33,29 @@ def summarize(run: Path) -> dict[str, Any]:
         "best_epoch": (train.get("best_epoch") or 0) + 1,
         "train_minutes": round(train.get("train_seconds", 0) / 60, 1),
         "epoch_seconds": [round(h["seconds"]) for h in train.get("history", [])],
-        "val_auroc": card.get("metrics", {}).get("val", {}).get("auroc"),
+        "val_auroc": val.get("auroc"),
+        "val_auroc_ci": val.get("auroc_ci"),
+        "oof_auroc": oof.get("auroc"),
+        "oof_auroc_ci": oof.get("auroc_ci"),
+        "fold_auroc_mean": folds.get("fold_auroc_mean"),
+        "fold_auroc_std": folds.get("fold_auroc_std"),
         "test_auroc": test.get("auroc"),
+        "test_auroc_ci": test.get("auroc_ci"),
         "test_recall": test.get("recall"),
+        "test_recall_ci": test.get("recall_ci"),
         "test_fpr": test.get("fpr"),
+        "test_fpr_ci": test.get("fpr_ci"),
         "threshold": card.get("threshold"),
         "threshold_policy": card.get("threshold_policy"),
         "leak_free": test.get("leak_free"),
         "command": train.get("command") or command_from_options(options),
         "note": train.get("note"),
     }
+
+
+def _metrics(run: Path, split: str) -> dict[str, Any]:
+    path = run / "eval" / split / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def command_from_options(options: dict[str, Any]) -> str:
@@ -56,6 +71,8 @@ def command_from_options(options: dict[str, Any]) -> str:
         parts += ["--time-limit", f"{options['time_limit_min']:g}"]
     if options.get("device") not in (None, "auto"):
         parts += ["--device", options["device"]]
+    if options.get("folds"):
+        parts += ["--folds", str(options["folds"])]
     return shlex.join(parts + ["--out", "runs/" + Path(options["out"]).name])
 
 
@@ -65,21 +82,29 @@ def portable(path: str) -> str:
     return "../shared/" + path.split(marker, 1)[1] if marker in path else path
 
 
-def fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+def fmt(value: Any, ci: Any = None, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.{digits}f}" + (f" [{ci[0]:.{digits - 1}f}, {ci[1]:.{digits - 1}f}]" if ci else "")
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| run | model | input | pretrained | device | epochs (best) | train min | val AUROC | test AUROC | test recall | test FPR | leak-free test AUROC (n) |",
-        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| run | model | input | pretrained | device | epochs (best) | train min | val AUROC (selection) | out-of-fold AUROC (selection) "
+        "| test AUROC (held-out) | test recall | test FPR | leak-free test AUROC (n) |",
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         leak = r["leak_free"] or {}
+        folds = "" if r["fold_auroc_mean"] is None else f"; folds {r['fold_auroc_mean']:.3f} +- {r['fold_auroc_std']:.3f}"
         lines.append(
             f"| {r['run']} | {r['model']} | {r['input']} | {r['pretrained']} | {r['device']}{' ' + r['amp'] if r['amp'] else ''} "
-            f"| {r['epochs_run']} ({r['best_epoch']}) | {r['train_minutes']} | {fmt(r['val_auroc'])} | {fmt(r['test_auroc'])} "
-            f"| {fmt(r['test_recall'])} | {fmt(r['test_fpr'])} | {fmt(leak.get('auroc'))} ({leak.get('kept', '-')}) |"
+            f"| {r['epochs_run']} ({r['best_epoch']}) | {r['train_minutes']} | {fmt(r['val_auroc'], r['val_auroc_ci'])} "
+            f"| {fmt(r['oof_auroc'], r['oof_auroc_ci'])}{folds} | {fmt(r['test_auroc'], r['test_auroc_ci'])} "
+            f"| {fmt(r['test_recall'], r['test_recall_ci'], 3)} | {fmt(r['test_fpr'], r['test_fpr_ci'], 3)} "
+            f"| {fmt(leak.get('auroc'))} ({leak.get('kept', '-')}) |"
         )
     lines.append("")
     for r in rows:
@@ -93,10 +118,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="path without suffix; .md and .json are written")
     parser.add_argument("--title", default="Training runs")
     args = parser.parse_args()
+    from edge_sealant.bench import cpu_info
+
     rows = [summarize(run) for run in args.runs]
+    cpu = cpu_info()
+    isa = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in cpu.get("isa", {}).items())
+    machine = f"Trained on: {cpu.get('cpu', '?')} ({isa}). Intervals: 95%, stratified bootstrap (AUROC), Clopper-Pearson (rates).\n\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(f"# {args.title}\n\n" + markdown(rows))
+    args.out.with_suffix(".json").write_text(json.dumps({"cpu": cpu, "runs": rows}, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(f"# {args.title}\n\n" + machine + markdown(rows))
     print(args.out.with_suffix(".md").read_text())
 
 

@@ -64,10 +64,13 @@ ROW_KEYS = (
     "backend",
     "precision",
     "auroc",
+    "auroc_ci",
     "accuracy",
     "balanced_accuracy",
     "recall",
+    "recall_ci",
     "fpr",
+    "fpr_ci",
     "size_mb",
     "latency_p50_ms",
     "latency_p90_ms",
@@ -485,7 +488,7 @@ def bench_row(
     backend = open_backend(spec, run, threads, hint="LATENCY")
     loaded, scores = score(backend, samples)
     metrics = report(loaded, scores, backend.card)
-    row.update({key: metrics[key] for key in ("auroc", "accuracy", "balanced_accuracy", "recall", "fpr")})
+    row.update({key: metrics[key] for key in ("auroc", "auroc_ci", "accuracy", "balanced_accuracy", "recall", "recall_ci", "fpr", "fpr_ci")})
     row["threshold"] = metrics["threshold"]
     row["size_mb"] = round(artifact_size_mb(spec.path), 3)
     row["inference_precision"] = inference_precision(backend) or spec.ov_inference_precision
@@ -579,6 +582,7 @@ def drop_gate(rows: Sequence[dict[str, Any]], max_drop: float) -> list[str]:
 def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda message: None) -> BenchResult:
     """Measure every selected row of ``options.run`` on ``options.split`` of ``options.data``."""
     from edge_sealant.data.loading import load_dataset_like
+    from edge_sealant.evaluate import split_role
 
     run = Path(options.run)
     card = ModelCard.load(run)
@@ -594,6 +598,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda message
         threshold_policy=card.threshold_policy,
         data=str(options.data),
         split=options.split,
+        split_role=split_role(card, options.split),
         images=len(samples),
         iterations=options.iterations,
         warmup=options.warmup,
@@ -627,7 +632,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 TABLE_COLUMNS = (
     ("row", "label", None),
-    ("AUROC", "auroc", 4),
+    ("AUROC [95% CI]", "auroc", 4),
     ("acc", "accuracy", 3),
     ("bal acc", "balanced_accuracy", 3),
     ("recall", "recall", 3),
@@ -648,7 +653,17 @@ COMPACT_KEYS = ("label", "auroc", "recall", "fpr", "size_mb", "latency_p50_ms", 
 
 
 def table_cells(row: dict[str, Any], columns: Sequence[tuple[str, str, Optional[int]]] = TABLE_COLUMNS) -> list[str]:
-    return [_fmt(row[key], digits) if digits is not None else str(row[key]) for _, key, digits in columns]
+    """Cells of one row; AUROC, recall and FPR carry their 95% interval where it was measured."""
+    from edge_sealant.metrics import format_with_ci
+
+    def cell(key: str, digits: Optional[int]) -> str:
+        if digits is None:
+            return str(row[key])
+        if row.get(f"{key}_ci") and row[key] is not None:
+            return format_with_ci(row[key], row[f"{key}_ci"], digits)
+        return _fmt(row[key], digits)
+
+    return [cell(key, digits) for _, key, digits in columns]
 
 
 def header_lines(header: dict[str, Any]) -> list[str]:
@@ -664,7 +679,7 @@ def header_lines(header: dict[str, Any]) -> list[str]:
     if "model" in header:
         lines.append(
             f"model: {header['model']} {header['input_size'][0]}x{header['input_size'][1]}, threshold "
-            f"{header['threshold']:.4g} ({header['threshold_policy']}); {header['split']} split: {header['images']} images; "
+            f"{header['threshold']:.4g} ({header['threshold_policy']}); {header['split']} split ({header.get('split_role', 'held-out')}): {header['images']} images; "
             f"{header['iterations']} timed runs after {header['warmup']} warm-up; preprocessing "
             f"(decode + resize) {header['preprocess_ms']:.2f} ms/image, not in the latency columns"
         )
@@ -711,12 +726,18 @@ def to_markdown(result: BenchResult) -> str:
     return "\n".join(out) + "\n"
 
 
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    return " ".join(f"{v:.6g}" for v in value) if isinstance(value, (list, tuple)) else value  # intervals: "lo hi"
+
+
 def to_csv(result: BenchResult) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(ROW_KEYS), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in result.rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in ROW_KEYS})
+        writer.writerow({k: _csv_value(row.get(k)) for k in ROW_KEYS})
     return buffer.getvalue()
 
 

@@ -756,6 +756,7 @@ def quantize_run(
     report (also saved as ``quantize_report.json``).
     """
     from edge_sealant.data.loading import load_dataset_like
+    from edge_sealant.evaluate import split_role
     from edge_sealant.imageset import load_images
     from edge_sealant.runtime.backends import open_backend
 
@@ -904,6 +905,7 @@ def quantize_run(
             "weights": sizes,
             "accuracy_control": accuracy_control,
             "missing_splits": [s for s in REPORT_SPLITS if s not in eval_sets],
+            "split_roles": {name: split_role(card, name) for name in metrics},
             "versions": library_versions(),
             "seconds": None,
         }
@@ -974,9 +976,10 @@ def render_report(report: dict[str, Any], console: Any) -> None:
     def fmt(value: Any) -> str:
         return "-" if value is None else f"{value:.4f}"
 
+    roles = report.get("split_roles", {})
     for split, row in report["metrics"].items():
         table.add_row(
-            split,
+            f"{split} ({roles[split]})" if split in roles else split,
             str(row["n"]),
             fmt(row["fp32"]["auroc"]),
             fmt(row["int8"]["auroc"]),

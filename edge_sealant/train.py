@@ -52,6 +52,7 @@ class TrainOptions:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    ema_epochs: float = 0.0  # half-life, in epochs, of an average of the weights used for validation and export; 0: off
     pretrained: str = "imagenet"
     balance: str = "weighted-sampler"
     augment: bool = True
@@ -77,6 +78,8 @@ class TrainOptions:
             raise EdgeSealantError(f"--balance {self.balance!r} is not one of {', '.join(BALANCE_MODES)}")
         if self.epochs < 1 or self.probe_epochs < 0 or self.batch_size < 1:
             raise EdgeSealantError("--epochs and --batch-size must be >= 1, --probe-epochs >= 0")
+        if not (isinstance(self.ema_epochs, (int, float)) and 0.0 <= self.ema_epochs <= 100.0):
+            raise EdgeSealantError(f"--ema-epochs {self.ema_epochs} must be in [0, 100]")
         if self.time_limit_action not in ("stop", "fail"):
             raise EdgeSealantError(f"time limit action {self.time_limit_action!r} is not stop or fail")
         if self.folds is not None:
@@ -237,6 +240,33 @@ def predict_logits(net: nn.Module, images: np.ndarray, device: torch.device, bat
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
+class WeightAverage:
+    """Exponential moving average of the weights (BatchNorm statistics copied).
+
+    Small inspection sets make SGD iterates noisy from epoch to epoch (val AUROC jumping by a
+    few points); the average of the last epoch or so is a steadier, usually better model. The
+    decay ramps up from zero, so the fresh head is not averaged with its random start.
+    """
+
+    def __init__(self, net: nn.Module, half_life_steps: float):
+        import copy
+
+        self.model = copy.deepcopy(net).eval()
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+        self.decay = 0.5 ** (1.0 / max(1.0, half_life_steps))
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, net: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for average, current in zip(self.model.parameters(), net.parameters()):
+            average.lerp_(current.detach(), 1.0 - decay)
+        for average, current in zip(self.model.buffers(), net.buffers()):
+            average.copy_(current)
+
+
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
@@ -308,6 +338,7 @@ class Trainer:
         self.fixed_choice: Optional[dict[str, Any]] = None
         self.val_scores: list[np.ndarray] = []  # held-out probabilities after each epoch
         self.stopped_by: Optional[str] = None
+        self._resume_state: dict[str, Any] = {}
         self.extra_train_info: dict[str, Any] = {}  # merged into card.train (the K-fold record)
         self.net = build_inspection_net(options.model, pretrained=options.pretrained).to(self.device)
         # channels_last: faster convolutions with cuDNN and with oneDNN on CPU (measured ~20% here).
@@ -315,6 +346,7 @@ class Trainer:
         self.head, _ = split_parameters(self.net)
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.ema: Optional[WeightAverage] = None  # made once the steps per epoch are known
         self.history: list[dict[str, Any]] = []
         self.best = {"epoch": -1, "auroc": -1.0, "loss": math.inf}
         self.start_epoch = 0
@@ -401,17 +433,24 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.net)
             total += loss.item() * len(labels)
             count += len(labels)
             progress.update(task, advance=1, loss=total / count)
         defect = int(self.train_set.labels[indices].sum())
         return {"train_loss": total / max(1, count), "mix": {"normal": len(indices) - defect, "defect": defect}}
 
+    @property
+    def model(self) -> nn.Module:
+        """The model that is validated and saved: the weight average when there is one."""
+        return self.ema.model if self.ema is not None else self.net
+
     def validate(self) -> tuple[Optional[float], Optional[float]]:
         """Val AUROC and loss after an epoch (None without validation); keeps the scores."""
         if self.val_set is None:
             return None, None
-        logits = predict_logits(self.net, self.val_set.images, self.device)
+        logits = predict_logits(self.model, self.val_set.images, self.device)
         self.val_scores.append(sigmoid(logits))
         metrics = binary_metrics(self.val_set.labels, self.val_scores[-1], 0.5)
         return float(metrics["auroc"]), bce(self.val_set.labels, logits)
@@ -430,10 +469,12 @@ class Trainer:
             best=self.best,
             seconds=seconds,
             options=_jsonable(dataclasses.asdict(self.options)),
+            **({"ema_state": self.ema.model.state_dict(), "ema_updates": self.ema.updates} if self.ema is not None else {}),
         )
 
     def restore(self, steps_per_epoch: int) -> None:
         state = read_checkpoint(self.run / LAST)
+        self._resume_state = state
         self.net.load_state_dict(state["state_dict"])
         self.start_epoch = int(state["epoch"]) + 1
         self.history, self.best = list(state["history"]), dict(state["best"])
@@ -455,6 +496,11 @@ class Trainer:
         steps = len(self.loader(0)[0])
         if resume:
             self.restore(steps)
+        if self.options.ema_epochs:
+            self.ema = WeightAverage(self.net, self.options.ema_epochs * steps)
+            if resume and "ema_state" in self._resume_state:
+                self.ema.model.load_state_dict(self._resume_state["ema_state"])
+                self.ema.updates = int(self._resume_state.get("ema_updates", 0))
         self.console.print(f"training {self.options.model} on {self.device} ({self.options.balance}), run folder {self.run}")
         started = time.perf_counter()
         columns = [
@@ -481,7 +527,7 @@ class Trainer:
                     improved = val_auroc > self.best["auroc"] or (val_auroc == self.best["auroc"] and val_loss < self.best["loss"])
                 if improved:
                     self.best = {"epoch": epoch, "auroc": val_auroc, "loss": val_loss}
-                    save_checkpoint(self.run / BEST, self.net, self.card)
+                    save_checkpoint(self.run / BEST, self.model, self.card)
                 stale = 0 if improved or phase == "probe" else stale + 1
                 self.history.append(
                     {"epoch": epoch, "phase": phase, "val_auroc": val_auroc, "val_loss": val_loss, "seconds": time.perf_counter() - epoch_start, **stats}
@@ -523,7 +569,7 @@ class Trainer:
         """Threshold on val (the selection split), val metrics with intervals and leak check."""
         from edge_sealant.evaluate import leak_free_metrics
 
-        val_scores = sigmoid(predict_logits(self.net, self.val_set.images, self.device))
+        val_scores = sigmoid(predict_logits(self.model, self.val_set.images, self.device))
         choice = threshold_choice(self.val_set.labels, val_scores, self.options.threshold_policy).to_dict()
         val = with_intervals(binary_metrics(self.val_set.labels, val_scores, choice["threshold"]), self.val_set.labels, val_scores)
         val["role"] = "selection"
@@ -537,7 +583,7 @@ class Trainer:
         from edge_sealant.plots import training_curves
 
         best_state = read_checkpoint(self.run / BEST)
-        self.net.load_state_dict(best_state["state_dict"])
+        self.model.load_state_dict(best_state["state_dict"])
         if self.fixed_choice is not None:
             choice = self.fixed_choice
         elif self.val_set is not None:
@@ -560,7 +606,7 @@ class Trainer:
             "skipped_images": self.train_set.skipped + (self.val_set.skipped if self.val_set is not None else []),
             **self.extra_train_info,
         }
-        save_checkpoint(self.run / BEST, self.net, self.card)
+        save_checkpoint(self.run / BEST, self.model, self.card)
         self.card.save(self.run)
         training_curves(self.history, self.run / "training_curves.png")
         if self.val_set is not None:

@@ -101,7 +101,8 @@ def test_csv_markdown_and_plots_are_written(bench_out):
     assert len(rows) == len(payload["rows"])
     assert {"backend", "precision", "auroc", "latency_p50_ms", "throughput_ips", "size_mb"} <= rows[0].keys()
     md = (out / "b.md").read_text()
-    assert "| row | AUROC |" in md and "ONNX Runtime INT8" in md and "CPU:" in md
+    assert "| row | AUROC [95% CI] |" in md and "ONNX Runtime INT8" in md and "CPU:" in md
+    assert {"auroc_ci", "recall_ci", "fpr_ci"} <= rows[0].keys() and len(rows[0]["auroc_ci"].split()) == 2
     for name in ("b_roc.png", "b_latency.png", "b_auroc_vs_latency.png"):
         assert (out / name).stat().st_size > 1000, name
 

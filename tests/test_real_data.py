@@ -29,6 +29,19 @@ def test_audit_of_the_tile_grouped_split(magnetic_tile):
     assert report["duplicates"]["within_split_near"] > 100  # the exposures of one tile stay together
 
 
+@pytest.mark.slow
+def test_data_split_of_magnetic_tile_audits_clean(magnetic_tile, tmp_path):
+    from edge_sealant.data.freeze import split_dataset
+
+    result = split_dataset(magnetic_tile, tmp_path / "split", seed=0)
+    report = audit_dataset(load_dataset(result.data))
+    assert sum(c["normal"] + c["defect"] for c in report["splits"].values()) == 1344
+    assert report["duplicates"]["cross_split_exact"] == 0 and report["duplicates"]["cross_split_near"] == 0
+    assert result.grouping["largest_group"] <= result.grouping["max_group_size"]
+    for split in ("val", "test"):  # every defect class reaches every held-out split
+        assert set(report["images_per_class"][split]) == {"blowhole", "break", "crack", "fray", "uneven"}
+
+
 @pytest.mark.golden
 def test_recommended_cpu_recipe_meets_the_golden_figures(magnetic_tile, golden, tmp_path):
     from edge_sealant.evaluate import evaluate_run
@@ -42,6 +55,9 @@ def test_recommended_cpu_recipe_meets_the_golden_figures(magnetic_tile, golden, 
                        epochs=recipe["epochs"], pretrained=recipe["pretrained"], time_limit_min=recipe["time_limit_min"]))
     metrics = evaluate_run(run, magnetic_tile, split="test")
     assert metrics["auroc"] >= golden["test_auroc"] - golden["test_auroc_tolerance"]
+    assert metrics["auroc_ci"][0] <= metrics["auroc"] <= metrics["auroc_ci"][1] and metrics["role"] == "held-out"
+    card = json.loads((run / "run.json").read_text())
+    assert card["metrics"]["val"]["auroc"] >= golden["val_auroc"] - golden["val_auroc_tolerance"]
 
     report = export_run(run, formats=["openvino"], precisions=["fp32"])
     assert all(a.max_abs_diff <= golden["fp32_parity_max"] for a in report.artifacts)

@@ -215,3 +215,19 @@ def test_folds_refuse_a_time_limit(tiny_data, tmp_path):
         tiny_options(tiny_data, tmp_path / "r", folds=3, time_limit_min=5)
     with pytest.raises(EdgeSealantError, match="--folds 1 must be >= 2"):
         tiny_options(tiny_data, tmp_path / "r", folds=1)
+
+
+def test_weight_average_is_validated_and_saved(tiny_data, tmp_path):
+    from edge_sealant.checkpoint import read_checkpoint
+
+    result = train(tiny_options(tiny_data, tmp_path / "run", ema_epochs=0.5, epochs=1, probe_epochs=0))  # best = last epoch
+    assert result.card.train["options"]["ema_epochs"] == 0.5
+    saved = read_checkpoint(tmp_path / "run" / "best.pt")["state_dict"]
+    last = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert "ema_state" in last and last["ema_updates"] > 0
+    # the deployed weights are the average, not the last optimizer step
+    weights = [k for k, v in saved.items() if v.dtype.is_floating_point and "running" not in k]
+    assert any(not torch.equal(saved[k], last["state_dict"][k]) for k in weights)
+    assert all(torch.equal(saved[k], last["ema_state"][k]) for k in saved)
+    with pytest.raises(EdgeSealantError, match="ema-epochs"):
+        tiny_options(tiny_data, tmp_path / "r", ema_epochs=-1)

@@ -295,6 +295,16 @@ def render_audit(report: dict[str, Any], console: Any) -> None:
             table.caption_justify = "left"
         console.print(table)
 
+    grouping = report.get("grouping") or {}
+    if grouping:
+        console.print(
+            Text(
+                f"split made here: {grouping['groups']} groups kept whole (largest {grouping['largest_group']}, "
+                f"{grouping['multi_image_groups']} with several images; near duplicates within pHash distance "
+                f"{grouping['near_max_distance']}{', --group-by ' + grouping['group_by'] if grouping.get('group_by') else ''})",
+                style="green",
+            )
+        )
     for note in report["notes"]:
         console.print(Text(f"note: {note}", style="dim"))
     for warning in report["warnings"]:

@@ -22,7 +22,8 @@ import numpy as np
 
 from edge_sealant.errors import EdgeSealantError
 
-ImageSource = Union[str, Path, bytes, np.ndarray]
+ImageSource = Union[str, Path, bytes, bytearray, memoryview, np.ndarray]
+BUFFER_TYPES = (bytes, bytearray, memoryview)
 
 LETTERBOX_FILL = 114  # neutral grey, as in YOLO letterboxing
 _REDUCED_FLAGS = {
@@ -94,6 +95,8 @@ def decode(data: bytes, target_hw: tuple[int, int] | None = None, mode: str = "s
     With ``target_hw`` the decoder skips the resolution the resize would throw away.
     EXIF orientation is applied by OpenCV's decoder.
     """
+    if not data:
+        raise EdgeSealantError(f"{name}: empty file (0 bytes), not an image")
     factor = 1
     # Only JPEG gains: libjpeg scales in the DCT domain. For PNG and others OpenCV would decode
     # fully and then shrink with its own filter, i.e. pixels unlike our resize for no speed-up.
@@ -102,13 +105,16 @@ def decode(data: bytes, target_hw: tuple[int, int] | None = None, mode: str = "s
         if src is not None:
             factor = reduction_factor(src, target_hw, mode)
     buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, _REDUCED_FLAGS[factor])
-    if image is not None and factor > 1 and target_hw is not None:
-        # EXIF rotation can swap the axes the header promised; fall back to a full decode.
-        want = fitted_size(image.shape[:2], target_hw, mode)
-        if image.shape[0] < want[0] or image.shape[1] < want[1]:
-            image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-    if image is None:
+    try:
+        image = cv2.imdecode(buffer, _REDUCED_FLAGS[factor])
+        if image is not None and factor > 1 and target_hw is not None:
+            # EXIF rotation can swap the axes the header promised; fall back to a full decode.
+            want = fitted_size(image.shape[:2], target_hw, mode)
+            if image.shape[0] < want[0] or image.shape[1] < want[1]:
+                image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    except cv2.error:  # OpenCV asserts on some truncated or hostile files instead of returning None
+        image = None
+    if image is None or image.size == 0:
         raise EdgeSealantError(f"{name}: cannot decode image (corrupt or unsupported format)")
     return image
 
@@ -156,6 +162,12 @@ def _shrink_then_interpolate(image: np.ndarray, new_h: int, new_w: int) -> np.nd
 
 
 def to_three_channels(image: np.ndarray) -> np.ndarray:
+    """HxW, HxWx1, HxWx3 (BGR) or HxWx4 (BGRA) uint8 to HxWx3 BGR; other shapes are refused."""
+    shape = "x".join(map(str, image.shape))
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise EdgeSealantError(f"image array of shape {shape}: expected HxW (grey), HxWx3 (BGR) or HxWx4 (BGRA)")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise EdgeSealantError(f"image array of shape {shape} is empty")
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.shape[2] == 4:
@@ -173,16 +185,19 @@ def load_for_model(
 ) -> np.ndarray:
     """Decode (if needed), resize and reorder channels: the model's HxWx3 uint8 input.
 
-    ``source`` is a path, encoded bytes, or a decoded BGR (OpenCV convention) array.
+    ``source`` is a path, encoded bytes (``bytes``, ``bytearray`` or ``memoryview``), or a
+    decoded BGR (OpenCV convention) array. Every problem is one :class:`EdgeSealantError`.
     """
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8:
             raise EdgeSealantError(f"image array must be uint8, got {source.dtype}")
         image = to_three_channels(source)
+    elif isinstance(source, BUFFER_TYPES):
+        image = decode(bytes(source), target_hw, mode, name="image bytes")
+    elif isinstance(source, (str, Path)):
+        image = decode(read_bytes(source), target_hw, mode, name=str(source))
     else:
-        name = str(source) if not isinstance(source, bytes) else "image bytes"
-        data = source if isinstance(source, bytes) else read_bytes(source)
-        image = decode(data, target_hw, mode, name=name)
+        raise EdgeSealantError(f"cannot read an image from {type(source).__name__}: give a path, encoded bytes or a uint8 array")
     image = resize(image, target_hw, mode)
     if channel_order == "RGB":
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

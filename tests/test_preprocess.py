@@ -1,6 +1,8 @@
 """The one preprocessing function shared by training, evaluation and the runtime."""
 
 import cv2
+import os
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,60 @@ def test_parse_size(text, size):
 def test_parse_size_rejects(text):
     with pytest.raises(EdgeSealantError, match="HxW"):
         parse_size(text)
+
+
+# ------------------------------------------------------------------------------ bad input, one error type
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (b"", "empty file"),
+        (bytearray(b"not an image"), "cannot decode"),
+        (memoryview(b"\xff\xd8\xff\xe0 truncated"), "cannot decode"),
+        (np.zeros((4, 4, 2), np.uint8), "expected HxW"),
+        (np.zeros((4, 4, 3, 1), np.uint8), "expected HxW"),
+        (np.zeros((0, 4, 3), np.uint8), "is empty"),
+        (np.zeros((4, 4, 3), np.float32), "must be uint8"),
+        (12345, "cannot read an image from int"),
+    ],
+)
+def test_bad_sources_raise_one_line_errors(source, message):
+    from edge_sealant.errors import EdgeSealantError
+    from edge_sealant.preprocess import load_for_model
+
+    with pytest.raises(EdgeSealantError, match=message) as caught:
+        load_for_model(source, (32, 16))
+    assert "\n" not in str(caught.value)
+
+
+def test_zero_byte_file_and_buffer_types(tmp_path):
+    import cv2
+
+    from edge_sealant.errors import EdgeSealantError
+    from edge_sealant.preprocess import load_for_model
+
+    empty = tmp_path / "camera_wrote_nothing.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(EdgeSealantError, match="camera_wrote_nothing.jpg: empty file"):
+        load_for_model(empty, (32, 16))
+    ok, encoded = cv2.imencode(".png", np.full((20, 10, 3), 90, np.uint8))
+    as_bytes = load_for_model(encoded.tobytes(), (32, 16))
+    for buffer in (bytearray(encoded.tobytes()), memoryview(encoded.tobytes())):
+        assert np.array_equal(load_for_model(buffer, (32, 16)), as_bytes)
+
+
+def test_atomic_writes_keep_normal_permissions(tmp_path):
+    """A model server running as another user must be able to read what we write."""
+    from edge_sealant.card import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        fresh = tmp_path / "run.json"
+        atomic_write_text(fresh, "{}")
+        assert fresh.stat().st_mode & 0o777 == 0o644
+        shared = tmp_path / "model.xml"
+        shared.write_text("<net/>")
+        shared.chmod(0o664)
+        atomic_write_text(shared, "<net version='2'/>")  # e.g. set-threshold rewriting an IR
+        assert shared.stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)

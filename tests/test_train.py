@@ -231,3 +231,13 @@ def test_weight_average_is_validated_and_saved(tiny_data, tmp_path):
     assert all(torch.equal(saved[k], last["ema_state"][k]) for k in saved)
     with pytest.raises(EdgeSealantError, match="ema-epochs"):
         tiny_options(tiny_data, tmp_path / "r", ema_epochs=-1)
+
+
+def test_zero_byte_image_is_skipped_not_a_traceback(tiny_run, tiny_data, tmp_path):
+    data = tmp_path / "ds"
+    shutil.copytree(tiny_data.parent, data)
+    (data / "images" / "test" / "zero.jpg").write_bytes(b"")  # a camera that wrote nothing
+    result = runner.invoke(app, ["evaluate", str(tiny_run), str(data / "data.yaml"), "--split", "test", "--json", "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert any("zero.jpg: empty file" in s for s in json.loads(result.stdout)["skipped"])

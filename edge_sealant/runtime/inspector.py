@@ -96,6 +96,8 @@ class Inspector:
         ``precision`` (OpenVINO): None/"f32" (default, true f32), "bf16" or "f16".
         ``hint``: "LATENCY" for one image at a time, "THROUGHPUT" for :meth:`stream`.
         """
+        if not isinstance(path, (str, Path)) or not str(path):
+            raise EdgeSealantError(f"Inspector.load needs the path of a .xml or .onnx model, got {type(path).__name__}")
         backend = open_backend(path, device=device, hint=hint, precision=precision, cache_dir=cache_dir, threads=threads)
         value, source = resolve_threshold(path, backend.card, threshold)
         return cls(backend, threshold=value, threshold_source=source, path=path)
@@ -299,5 +301,5 @@ def _default_name(item: Any, index: int, count: int) -> str:
         return item[0]
     if isinstance(item, (str, Path)):
         return str(item)
-    kind = "bytes" if isinstance(item, (bytes, bytearray)) else "array"
+    kind = "bytes" if isinstance(item, (bytes, bytearray, memoryview)) else "array"
     return f"<{kind}>" if count == 1 else f"<{kind} #{index}>"

@@ -1,8 +1,8 @@
 """The one preprocessing function shared by training, evaluation and the runtime."""
 
-import cv2
 import os
 
+import cv2
 import numpy as np
 import pytest
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -57,15 +58,30 @@ class ModelCard:
     edge_sealant_version: str = __version__
 
     def __post_init__(self) -> None:
-        self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
-        self.mean = tuple(float(v) for v in self.mean)
-        self.std = tuple(float(v) for v in self.std)
+        """Validate every field: a hand-edited card fails here, in one line naming the field."""
+        if not isinstance(self.model, str) or not self.model:
+            raise EdgeSealantError(f"model card: model must be a model name, got {self.model!r}")
+        self.input_size = _size_field(self.input_size)
+        self.mean = _number_triple("mean", self.mean, positive=False)
+        self.std = _number_triple("std", self.std, positive=True)
+        if not (isinstance(self.labels, (list, tuple)) and len(self.labels) == 2 and all(isinstance(v, str) for v in self.labels)):
+            raise EdgeSealantError(f"model card: labels must be two names (normal, defect), got {self.labels!r}")
         self.labels = tuple(self.labels)
         if self.resize_mode not in RESIZE_MODES:
-            raise EdgeSealantError(f"resize mode {self.resize_mode!r} is not one of {', '.join(RESIZE_MODES)}")
+            raise EdgeSealantError(f"model card: resize_mode {self.resize_mode!r} is not one of {', '.join(RESIZE_MODES)}")
         if self.channel_order not in ("RGB", "BGR"):
-            raise EdgeSealantError(f"channel order {self.channel_order!r} must be RGB or BGR")
-        check_threshold(self.threshold)
+            raise EdgeSealantError(f"model card: channel_order {self.channel_order!r} must be RGB or BGR")
+        if not (isinstance(self.defect_classes, list) and all(isinstance(v, str) for v in self.defect_classes)):
+            raise EdgeSealantError(f"model card: defect_classes must be a list of names, got {self.defect_classes!r}")
+        for name in ("threshold_policy", "precision", "backend", "input_format", "output", "edge_sealant_version"):
+            if not isinstance(getattr(self, name), str):
+                raise EdgeSealantError(f"model card: {name} must be text, got {getattr(self, name)!r}")
+        for name in ("data_summary", "train", "metrics", "library_versions"):
+            if not isinstance(getattr(self, name), dict):
+                raise EdgeSealantError(f"model card: {name} must be a mapping, got {type(getattr(self, name)).__name__}")
+        if isinstance(self.threshold, bool):
+            raise EdgeSealantError(f"model card: threshold must be a number in [0, 1], got {self.threshold!r}")
+        self.threshold = check_threshold(self.threshold)
 
     @property
     def height(self) -> int:
@@ -82,6 +98,8 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        if not isinstance(data, dict):
+            raise EdgeSealantError(f"model card must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         missing = {"model", "input_size"} - data.keys()
         if missing:
@@ -145,6 +163,26 @@ class ModelCard:
             raise EdgeSealantError(f"{path}: not valid JSON ({exc})") from None
 
 
+MAX_SIDE = 8192  # a larger input is a typo (or an allocation that fails minutes later)
+
+
+def _size_field(value: Any) -> tuple[int, int]:
+    def whole(v: Any) -> bool:
+        return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(whole(v) and 8 <= v <= MAX_SIDE for v in value)):
+        raise EdgeSealantError(f"model card: input_size must be [height, width], integers in [8, {MAX_SIDE}], got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _number_triple(name: str, value: Any, positive: bool) -> tuple[float, float, float]:
+    numbers = isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if not numbers or not all(math.isfinite(v) and (v > 0 or not positive) for v in value):
+        kind = "positive numbers" if positive else "finite numbers"
+        raise EdgeSealantError(f"model card: {name} must be three {kind} (one per channel), got {value!r}")
+    return tuple(float(v) for v in value)
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'HxW' -> (H, W) (e.g. '512x192'); a single number means a square."""
     parts = str(text).lower().replace(",", "x").split("x")
@@ -154,8 +192,8 @@ def parse_size(text: str) -> tuple[int, int]:
         raise EdgeSealantError(f"size {text!r} is not HxW (e.g. 512x192)") from None
     if len(values) == 1:
         values = values * 2
-    if len(values) != 2 or min(values) < 8:
-        raise EdgeSealantError(f"size {text!r} is not HxW with both sides >= 8 (e.g. 512x192)")
+    if len(values) != 2 or min(values) < 8 or max(values) > MAX_SIDE:
+        raise EdgeSealantError(f"size {text!r} is not HxW with both sides in [8, {MAX_SIDE}] (e.g. 512x192)")
     return values[0], values[1]
 
 

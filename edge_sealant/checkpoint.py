@@ -47,5 +47,12 @@ def load_trained(run_or_checkpoint: str | Path) -> tuple[torch.nn.Module, ModelC
     run_json = ckpt_path.parent / "run.json"
     card = ModelCard.load(run_json) if run_json.is_file() else ModelCard.from_dict(ckpt["card"])
     net = build_inspection_net(card.model, pretrained="none")
-    net.load_state_dict(ckpt["state_dict"])
+    try:
+        net.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as exc:  # torch lists every mismatched tensor: kilobytes
+        saved = (ckpt.get("card") or {}).get("model", "?") if isinstance(ckpt.get("card"), dict) else "?"
+        raise EdgeSealantError(
+            f"{ckpt_path}: the weights do not fit model '{card.model}' named by the card (the checkpoint was trained as "
+            f"'{saved}'; was run.json edited?) [{type(exc).__name__}]"
+        ) from None
     return net.eval(), card

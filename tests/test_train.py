@@ -241,3 +241,31 @@ def test_zero_byte_image_is_skipped_not_a_traceback(tiny_run, tiny_data, tmp_pat
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     assert any("zero.jpg: empty file" in s for s in json.loads(result.stdout)["skipped"])
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("input_size", ["192", "x"], "input_size must be"),
+        ("input_size", [100000, 192], "input_size must be"),
+        ("mean", [0.5, 0.5], "mean must be three"),
+        ("std", [0.2, 0.0, 0.2], "std must be three positive"),
+        ("threshold", "high", "threshold 'high' is not a number"),
+        ("threshold", 1.5, "outside"),
+        ("resize_mode", "crop", "resize_mode 'crop'"),
+        ("labels", "normal,defect", "labels must be two names"),
+        ("train", [], "train must be a mapping"),
+        ("model", "mobilenet_v3_large", "weights do not fit model 'mobilenet_v3_large'"),
+        ("model", 7, "model must be a model name"),
+    ],
+)
+def test_edited_run_json_fails_in_one_line(tiny_run, tiny_data, tmp_path, field, value, message):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    card = json.loads((run / "run.json").read_text())
+    card[field] = value
+    (run / "run.json").write_text(json.dumps(card))
+    result = runner.invoke(app, ["evaluate", str(run), str(tiny_data), "--split", "test"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and message in result.output
+    assert len(result.output.strip().splitlines()) == 1

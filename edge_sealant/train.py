@@ -27,6 +27,7 @@ from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages, load_images
 from edge_sealant.metrics import (
     DEFAULT_POLICY,
+    POLICY_HELP,
     binary_metrics,
     format_with_ci,
     operating_point_warnings,
@@ -35,6 +36,7 @@ from edge_sealant.metrics import (
     with_intervals,
 )
 
+OPTION_NAMES = {"time_limit_min": "time-limit", "max_group_size": "max-group"}  # field -> CLI option, for messages
 BALANCE_MODES = ("none", "undersample", "oversample", "weighted-loss", "weighted-sampler")
 
 
@@ -72,6 +74,19 @@ class TrainOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._coerce_numbers()
+        if not isinstance(self.data, (str, Path)) or not str(self.data):
+            raise EdgeSealantError(f"DATA must be a path, got {self.data!r}")
+        if not isinstance(self.out, (str, Path)) or not str(self.out):
+            raise EdgeSealantError(f"--out must be a path, got {self.out!r}")
+        if not (math.isfinite(self.lr) and 0.0 < self.lr <= 1.0):
+            raise EdgeSealantError(f"--lr {self.lr} must be a number in (0, 1]")
+        if not (math.isfinite(self.weight_decay) and 0.0 <= self.weight_decay < 1.0):
+            raise EdgeSealantError(f"weight_decay {self.weight_decay} must be in [0, 1)")
+        if self.patience < 1 or self.workers < 0:
+            raise EdgeSealantError("--patience must be >= 1 and --workers >= 0")
+        if self.time_limit_min is not None and not (math.isfinite(self.time_limit_min) and self.time_limit_min > 0):
+            raise EdgeSealantError(f"--time-limit {self.time_limit_min} must be a positive number of minutes")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise EdgeSealantError(f"--amp {self.amp!r} is not one of auto, bf16, fp16, off")
         if self.balance not in BALANCE_MODES:
@@ -90,8 +105,29 @@ class TrainOptions:
         if self.stop_after is not None and not 1 <= self.stop_after <= self.epochs:
             raise EdgeSealantError(f"stop_after {self.stop_after} must be in [1, epochs]")
         if self.imgsz is not None:
-            self.imgsz = (int(self.imgsz[0]), int(self.imgsz[1]))
+            from edge_sealant.card import parse_size
+
+            if not (isinstance(self.imgsz, (list, tuple)) and len(self.imgsz) == 2):
+                raise EdgeSealantError(f"--imgsz {self.imgsz!r} is not HxW (e.g. 512x192)")
+            self.imgsz = parse_size("x".join(str(v) for v in self.imgsz))
+        if not isinstance(self.threshold_policy, str):
+            raise EdgeSealantError(f"--threshold-policy {self.threshold_policy!r} is not a policy ({POLICY_HELP})")
         parse_policy(self.threshold_policy)  # fail before hours of training, not after
+
+    def _coerce_numbers(self) -> None:
+        """Numbers from a YAML config may arrive as text (``lr: 1e-3`` is a string in YAML 1.1)."""
+        for spec in dataclasses.fields(self):
+            kind = str(spec.type)
+            if ("int" not in kind and "float" not in kind) or any(t in kind for t in ("str", "tuple", "list", "dict")):
+                continue
+            value = getattr(self, spec.name)
+            if value is None and "Optional" in kind:
+                continue
+            number = _number(value, integer="int" in kind and "float" not in kind)
+            if number is None:
+                want = "a whole number" if "int" in kind and "float" not in kind else "a number"
+                raise EdgeSealantError(f"--{OPTION_NAMES.get(spec.name, spec.name.replace('_', '-'))} {value!r} is not {want}")
+            setattr(self, spec.name, number)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> TrainOptions:
@@ -109,6 +145,22 @@ class TrainResult:
     card: ModelCard
     best_epoch: int
     seconds: float
+
+
+def _number(value: Any, integer: bool) -> int | float | None:
+    """``value`` as an int/float (numeric text accepted), or None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)) or value != value:  # NaN
+        return None if integer or not isinstance(value, (int, float)) else float(value)
+    if integer:
+        return int(value) if float(value).is_integer() else None
+    return float(value)
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -642,6 +694,8 @@ def train(options: TrainOptions, console: Console | None = None) -> TrainResult:
     model on all of it (see :mod:`edge_sealant.crossval`).
     """
     out = Path(options.out)
+    if out.exists() and not out.is_dir():
+        raise EdgeSealantError(f"--out {out}: exists and is not a folder")
     if (out / "run.json").exists():
         raise EdgeSealantError(f"{out} already holds a finished run; choose another --out")
     if (out / LAST).exists():
@@ -649,11 +703,19 @@ def train(options: TrainOptions, console: Console | None = None) -> TrainResult:
     threads = int(os.environ.get("EDGE_SEALANT_THREADS", "0"))
     if threads:
         torch.set_num_threads(threads)
-    if options.folds:
-        from edge_sealant.crossval import train_folds
+    created = not out.exists()
+    try:
+        if options.folds:
+            from edge_sealant.crossval import train_folds
 
-        return train_folds(options, console)
-    return Trainer(options, console).fit(resume=False)
+            return train_folds(options, console)
+        return Trainer(options, console).fit(resume=False)
+    except BaseException:
+        if created and out.is_dir() and not (out / LAST).exists():  # nothing to resume: leave no half-made run
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def resume(run: str | Path, console: Console | None = None, data: str | None = None, epochs: int | None = None) -> TrainResult:

@@ -269,3 +269,46 @@ def test_edited_run_json_fails_in_one_line(tiny_run, tiny_data, tmp_path, field,
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output and message in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ("lr: abc\n", "--lr 'abc' is not a number"),
+        ("lr: .nan\n", "--lr nan must be a number in (0, 1]"),
+        ("lr: -0.01\n", "--lr -0.01 must be a number in (0, 1]"),
+        ("epochs: ten\n", "--epochs 'ten' is not a whole number"),
+        ("epochs: 2.5\n", "--epochs 2.5 is not a whole number"),
+        ("time_limit_min: -3\n", "--time-limit -3.0 must be a positive number"),
+        ("imgsz: 99999x192\n", "both sides in [8, 8192]"),
+        ("threshold_policy: [recall]\n", "is not a policy"),
+        ("colour: red\n", "unknown training option(s): colour"),
+        ("- a list\n", "must be a mapping"),
+    ],
+)
+def test_bad_config_values_fail_before_any_work(tiny_data, tmp_path, config, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"data: {tiny_data}\nmodel: mobilenet_v3_small\npretrained: none\n" + config if not config.startswith("-") else config)
+    out = tmp_path / "never"
+    result = runner.invoke(app, ["train", "--config", str(path), "--out", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert not out.exists()
+
+
+def test_text_numbers_from_yaml_are_accepted(tiny_data, tmp_path):
+    options = TrainOptions.from_mapping({"data": str(tiny_data), "out": str(tmp_path / "r"), "lr": "1e-3", "epochs": "2"})
+    assert options.lr == 0.001 and options.epochs == 2
+
+
+def test_failed_training_leaves_no_empty_run_folder(tmp_path):
+    data = tmp_path / "ds"
+    synthesize(data, n=20, defect_ratio=0.0, size=(64, 32), seed=1)  # no defects: training must refuse
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(data / "data.yaml"), "--model", "mobilenet_v3_small", "--pretrained", "none",
+                                 "--imgsz", "64x32", "--epochs", "1", "--out", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert not out.exists()
+    (tmp_path / "afile").write_text("x")
+    result = runner.invoke(app, ["train", str(data / "data.yaml"), "--out", str(tmp_path / "afile")])
+    assert result.exit_code == 1 and "exists and is not a folder" in result.output

@@ -310,6 +310,7 @@ def quantize_cmd(
     split: str = typer.Option("train", "--split", help="Split the calibration images come from."),
     max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Accuracy control: keep layers in float until the val AUROC drop is <= D (absolute)."),
     as_json: bool = typer.Option(False, "--json", help="Print the quantize report as JSON on stdout."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing INT8 model of this backend."),
 ) -> None:
     """Post-training INT8 quantization with a calibration manifest and an FP32-vs-INT8 report."""
     import contextlib
@@ -319,7 +320,7 @@ def quantize_cmd(
     with stdout_to_stderr() if as_json else contextlib.nullcontext():
         report = quantize_run(
             run, data, backend=backend, subset_size=subset_size, split=split, max_drop=max_drop,
-            console=err_console if as_json else console,
+            console=err_console if as_json else console, force=force,
         )
     if as_json:
         print_json(report)
@@ -367,14 +368,16 @@ def predict_cmd(
         progress.stop()
     if as_json:
         print_json(report.to_dict())
-        return
-    if out is None:
-        for row in report.rows:
-            value = "error: " + str(row.error) if row.error else f"{row.probability:.6f}  {row.decision}"
-            console.print(f"{row.name}  {value}", highlight=False, markup=False)
     else:
-        console.print(f"wrote {len(report.rows)} rows to {out}")
-    render_summary(report, console)
+        if out is None:
+            for row in report.rows:
+                value = "error: " + str(row.error) if row.error else f"{row.probability:.6f}  {row.decision}"
+                console.print(f"{row.name}  {value}", highlight=False, markup=False)
+        else:
+            console.print(f"wrote {len(report.rows)} rows to {out}")
+        render_summary(report, console)
+    if report.rows and all(row.error for row in report.rows):  # rows kept, but a pipeline must see the failure
+        raise EdgeSealantError(f"none of the {len(report.rows)} images could be inspected (see the error rows)")
 
 
 # --------------------------------------------------------------------------------- bench

@@ -336,6 +336,8 @@ def parity_check(
     OpenVINO runs with ``INFERENCE_PRECISION_HINT`` f32 unless ``precision`` says otherwise.
     Returns (max diff, mean diff, inference precision used).
     """
+    if not len(images):
+        raise EdgeSealantError(f"{label}: no image to check parity on; the export is not trusted")
     backend = open_backend(model_path, precision=precision)
     probabilities = backend.predict(images)
     diff = np.abs(probabilities.astype(np.float64) - reference.astype(np.float64))
@@ -382,6 +384,8 @@ def export_run(
 
     log = log or (lambda message: None)
     run = Path(run)
+    if isinstance(parity_limit, bool) or not isinstance(parity_limit, int) or parity_limit < 1:
+        raise EdgeSealantError(f"--parity-images {parity_limit!r} must be >= 1: an export is only trusted once it agrees with torch")
     formats = _parse_choice(formats, FORMATS, "format", FORMATS)
     precisions = _parse_choice(precisions, EXPORT_PRECISIONS, "precision", ("fp32",))
     bundle_path = Path(bundle) if bundle is not None else None

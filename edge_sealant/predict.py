@@ -214,7 +214,7 @@ def write_rows(report: PredictReport, out: Path) -> None:
     for result in report.rows:
         row = _row(result)
         row["probability"] = "" if row["probability"] is None else f"{row['probability']:.6f}"
-        row["error"] = row["error"] or ""
+        row["error"] = " ".join(str(row["error"] or "").split())  # one line per image, whatever the decoder said
         writer.writerow(row)
     atomic_write_text(out, buffer.getvalue())
 

@@ -746,8 +746,11 @@ def quantize_run(
     max_drop: float | None = None,
     console: Any = None,
     seed: int | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Quantize ``RUN``'s FP32 model to INT8, evaluate FP32 vs INT8, write model + records.
+
+    An existing INT8 model of the same backend is replaced only with ``force``.
 
     ``data``: the dataset (YOLO yaml/folder, ImageFolder), loaded with the run's normal classes
     and split seed. ``subset_size``: calibration images (stratified by label from ``split``).
@@ -775,6 +778,9 @@ def quantize_run(
             "--max-drop (NNCF accuracy control) works with --backend openvino only; the ONNX route uses "
             "ONNX Runtime's quantize_static, whose models ONNX Runtime runs as integer kernels"
         )
+    existing = artifact_path(run, backend, "int8")
+    if existing.exists() and not force:
+        raise EdgeSealantError(f"{existing} exists (made {time.ctime(existing.stat().st_mtime)}); pass --force to replace it")
     card = ModelCard.load(run)
     train_options = (card.train or {}).get("options", {}) if isinstance(card.train, dict) else {}
     seed = int(train_options.get("seed", 0) if seed is None else seed)

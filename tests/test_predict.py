@@ -118,3 +118,28 @@ def test_cli_predict(exported_run, images_dir, tmp_path):
     assert listing.exit_code == 0 and "a.jpg" in listing.output
     as_json = runner.invoke(app, ["predict", str(exported_run), str(images_dir / "b.jpg"), "--json"])
     assert as_json.exit_code == 0 and json.loads(as_json.stdout)["summary"]["images"] == 1
+
+
+def test_cli_predict_exits_1_when_nothing_could_be_inspected(exported_run, tmp_path):
+    from edge_sealant.cli import app
+
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n not really\n a png")
+    out = tmp_path / "preds.csv"
+    result = CliRunner().invoke(app, ["predict", str(exported_run), str(folder), "--out", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "none of the 2 images could be inspected" in " ".join(result.output.split())
+    rows = _read_csv(out)  # the error rows are still written
+    assert [r["decision"] for r in rows] == ["error", "error"]
+    assert all("\n" not in r["error"] and r["error"] for r in rows)
+    assert "zero.jpg: empty file" in rows[1]["error"]
+
+
+def test_export_refuses_to_skip_the_parity_check(exported_run):
+    from edge_sealant.export import export_run
+
+    for count in (0, -3):
+        with pytest.raises(EdgeSealantError, match="must be >= 1"):
+            export_run(exported_run, formats=["onnx"], parity_limit=count)

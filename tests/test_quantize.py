@@ -340,3 +340,16 @@ def test_cli_quantize(tiny, tmp_path):
     assert report["backend"] == "onnxruntime" and set(report["metrics"]) == {"val", "test"}
     bad = CliRunner().invoke(app, ["quantize", str(copy), str(data_yaml), "--backend", "tflite"])
     assert bad.exit_code == 1 and "unknown backend" in bad.output
+
+
+def test_requantizing_needs_force(tiny, ov_result):
+    from typer.testing import CliRunner
+
+    from edge_sealant.cli import app
+
+    data_yaml, run = tiny
+    before = (run / "openvino" / "int8" / "model.xml").stat().st_mtime_ns
+    result = CliRunner().invoke(app, ["quantize", str(run), str(data_yaml), "--subset-size", "10"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "pass --force to replace it" in " ".join(result.output.split())
+    assert (run / "openvino" / "int8" / "model.xml").stat().st_mtime_ns == before  # untouched

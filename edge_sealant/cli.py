@@ -403,6 +403,8 @@ def bench_cmd(
     """Accuracy, size, latency, throughput and end-to-end speed of every artifact of a run."""
     from edge_sealant import bench
 
+    if fail_on_drop is not None and not 0.0 <= fail_on_drop <= 1.0:  # checked before minutes of timing
+        raise EdgeSealantError(f"--fail-on-drop {fail_on_drop:g} must be an AUROC drop in [0, 1]")
     options = bench.BenchOptions(
         run=run,
         data=data,

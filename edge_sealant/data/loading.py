@@ -221,6 +221,9 @@ class SplitSettings:
             raise EdgeSealantError(f"val fraction {self.val_fraction} + test fraction {self.test_fraction} leave no training images")
         if self.max_group_size is not None and self.max_group_size < 1:
             raise EdgeSealantError(f"--max-group {self.max_group_size} must be >= 1")
+        from edge_sealant.data.groups import name_key_function
+
+        name_key_function(self.group_by)  # a bad regex fails now, even when no split is made
 
 
 def _complete_splits(

@@ -33,8 +33,23 @@ class LoadedImages:
         return np.array([s.label for s in self.samples], dtype=np.int64)
 
 
+def check_fits_in_memory(count: int, size: tuple[int, int], share: float = 0.8) -> None:
+    """Refuse, before decoding, a preload that cannot fit in this machine's memory."""
+    needed = count * size[0] * size[1] * 3
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on every platform
+        return
+    if needed > share * total:
+        raise EdgeSealantError(
+            f"{count} images at {size[0]}x{size[1]} need {needed / 2**30:.1f} GiB in memory, more than this machine's "
+            f"{total / 2**30:.1f} GiB allows: use a smaller input size"
+        )
+
+
 def load_images(samples: Sequence[Sample], card: ModelCard, workers: int | None = None) -> LoadedImages:
     """Decode and resize ``samples`` in parallel (OpenCV releases the GIL)."""
+    check_fits_in_memory(len(samples), card.input_size)
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
 
     def one(sample: Sample) -> np.ndarray | str:

@@ -267,3 +267,12 @@ def test_runtime_api_bad_inputs(world):
     good = cv2.imencode(".jpg", np.full((40, 20, 3), 128, np.uint8))[1]
     for buffer in (good.tobytes(), bytearray(good.tobytes()), memoryview(good.tobytes())):
         assert inspector.inspect(buffer).error is None
+
+
+def test_a_preload_larger_than_memory_is_refused_before_decoding():
+    from edge_sealant.errors import EdgeSealantError
+    from edge_sealant.imageset import check_fits_in_memory
+
+    check_fits_in_memory(1000, (512, 192))  # 0.3 GiB
+    with pytest.raises(EdgeSealantError, match="use a smaller input size"):
+        check_fits_in_memory(10_000, (8192, 8192))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from edge_sealant import __version__
 from edge_sealant.artifacts import BACKEND_FOLDER, existing_artifacts
-from edge_sealant.card import RUN_JSON
+from edge_sealant.card import RUN_JSON, normal_permissions
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.runtime.backends import model_files, sidecar_path
 
@@ -187,6 +187,7 @@ def build_bundle(run: str | Path, out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
+    normal_permissions(Path(tmp))
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for rel in RUNTIME_FILES:

@@ -212,14 +212,28 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def _mode_for(path: Path) -> int:
     """The mode a plain write would give: the existing file's, else 0666 less the umask."""
     try:
         return os.stat(path).st_mode & 0o7777
     except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~_umask()
+
+
+def normal_permissions(path: Path) -> Path:
+    """Give a ``mkdtemp``/``mkstemp`` result (owner-only) the mode ``mkdir``/``open`` would give.
+
+    A model server or line application running as another user must be able to read what we
+    publish; the umask still decides.
+    """
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
+    return Path(path)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 
 from edge_sealant import __version__
 from edge_sealant.artifacts import artifact_path
-from edge_sealant.card import RUN_JSON, ModelCard, atomic_write_bytes, atomic_write_text, check_threshold
+from edge_sealant.card import RUN_JSON, ModelCard, atomic_write_bytes, atomic_write_text, check_threshold, normal_permissions
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.runtime.backends import (
     SIDECAR_SUFFIX,
@@ -116,7 +116,7 @@ def artifact_card(card: ModelCard, backend: str, precision: str) -> ModelCard:
 # ------------------------------------------------------------------- atomic artifact folders
 def _staging_dir(dest_dir: Path) -> Path:
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{dest_dir.name}.tmp-"))
+    return normal_permissions(Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{dest_dir.name}.tmp-")))
 
 
 def _publish_dir(staging: Path, dest_dir: Path) -> None:

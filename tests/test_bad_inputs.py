@@ -276,3 +276,14 @@ def test_a_preload_larger_than_memory_is_refused_before_decoding():
     check_fits_in_memory(1000, (512, 192))  # 0.3 GiB
     with pytest.raises(EdgeSealantError, match="use a smaller input size"):
         check_fits_in_memory(10_000, (8192, 8192))
+
+
+def test_published_artifacts_are_readable_by_other_users(exported_run):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for folder in ("onnx/fp32", "openvino/fp32"):
+        assert (exported_run / folder).stat().st_mode & 0o777 == 0o777 & ~umask, folder
+        for file in (exported_run / folder).iterdir():
+            assert file.stat().st_mode & 0o666 == 0o666 & ~umask, file

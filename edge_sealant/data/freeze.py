@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from edge_sealant.card import atomic_write_text
+from edge_sealant.card import atomic_write_text, normal_permissions
 from edge_sealant.data.fingerprint import fingerprints
 from edge_sealant.data.groups import grouped_split
 from edge_sealant.data.loading import SplitSettings, label_path_for, load_dataset
@@ -102,10 +102,7 @@ def split_dataset(
     sha1 = {s.path: info.sha1 for s, info in zip(ordered, fingerprints([s.path for s in ordered]))}
     names = _unique_names(ordered, source.root)
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(work, 0o777 & ~umask)  # mkdtemp makes it owner-only; the dataset is for everyone the umask allows
+    work = normal_permissions(Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)))
     try:  # built aside and renamed at the end: a failure leaves no half-written dataset
         files = []
         for split in SPLITS:

@@ -698,7 +698,7 @@ def _compare(fp32: dict[str, Any], int8: dict[str, Any]) -> dict[str, Any]:
             return None
         return float(fp32[key]) - float(int8[key])
 
-    keys = ("auroc", "accuracy", "balanced_accuracy", "recall", "fpr")
+    keys = ("auroc", "auroc_ci", "accuracy", "balanced_accuracy", "recall", "recall_ci", "fpr", "fpr_ci")
     return {
         "fp32": {k: fp32.get(k) for k in keys},
         "int8": {k: int8.get(k) for k in keys},
@@ -884,14 +884,14 @@ def quantize_run(
         metrics: dict[str, Any] = {}
         int8_full: dict[str, Any] = {}
         draft_scores = {}
-        from edge_sealant.metrics import binary_metrics
+        from edge_sealant.metrics import binary_metrics, with_intervals
 
         for name, loaded in eval_sets.items():
             fp32_scores = _scores(fp32_backend, loaded.images)
             int8_scores = _scores(int8_backend, loaded.images)
             draft_scores[name] = (loaded.images[:8], int8_scores[:8])
-            fp32_m = binary_metrics(loaded.labels, fp32_scores, card.threshold)
-            int8_m = binary_metrics(loaded.labels, int8_scores, card.threshold)
+            fp32_m = with_intervals(binary_metrics(loaded.labels, fp32_scores, card.threshold), loaded.labels, fp32_scores)
+            int8_m = with_intervals(binary_metrics(loaded.labels, int8_scores, card.threshold), loaded.labels, int8_scores)
             metrics[name] = _compare(fp32_m, int8_m)
             int8_full[name] = int8_m
         del fp32_backend, int8_backend
@@ -975,6 +975,8 @@ def render_report(report: dict[str, Any], console: Any) -> None:
         return
     from rich.table import Table
 
+    from edge_sealant.metrics import format_with_ci
+
     table = Table(title=f"{report['model']} {report['backend']}: FP32 vs INT8 (threshold {report['threshold']:.4g})")
     for column in ("split", "n", "AUROC fp32", "AUROC int8", "drop", "acc fp32", "acc int8"):
         table.add_column(column, justify="right" if column != "split" else "left")
@@ -987,8 +989,8 @@ def render_report(report: dict[str, Any], console: Any) -> None:
         table.add_row(
             f"{split} ({roles[split]})" if split in roles else split,
             str(row["n"]),
-            fmt(row["fp32"]["auroc"]),
-            fmt(row["int8"]["auroc"]),
+            format_with_ci(row["fp32"]["auroc"], row["fp32"].get("auroc_ci")),
+            format_with_ci(row["int8"]["auroc"], row["int8"].get("auroc_ci")),
             fmt(row["auroc_drop"]),
             fmt(row["fp32"]["accuracy"]),
             fmt(row["int8"]["accuracy"]),

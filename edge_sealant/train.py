@@ -668,6 +668,12 @@ class Trainer:
                 f"selection split); threshold {choice['threshold']:.4g} ({choice['policy']}) gives val recall {val['recall']:.3f}, "
                 f"false-alarm rate {format_with_ci(val['fpr'], val['fpr_ci'], 3)}; {seconds / 60:.1f} min"
             )
+        leak = self.card.metrics.get("val", {}).get("leak_free") or {}
+        if leak.get("excluded"):
+            self.console.print(
+                f"[yellow]{leak['excluded']} val images have an exact or near duplicate in train or test;[/] on the "
+                f"{leak['kept']} others: AUROC {format_with_ci(leak.get('auroc'), leak.get('auroc_ci'))}"
+            )
         for warning in operating_point_warnings(choice, choice.get("chosen_on", "val")) + self.card.metrics.get("val", {}).get("warnings", []):
             self.console.print(f"[bold yellow]warning:[/] {warning}")
         return TrainResult(run=self.run, card=self.card, best_epoch=self.best["epoch"], seconds=seconds)

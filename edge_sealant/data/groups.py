@@ -175,7 +175,7 @@ def find_groups(
     n = len(samples)
     if max_distance < 0 or max_distance > 64:
         raise EdgeSealantError(f"near-duplicate distance {max_distance} must be in [0, 64]")
-    bound = max_group_size or max(MIN_GROUP_BOUND, math.ceil(GROUP_BOUND_SHARE * n))
+    bound = max(MIN_GROUP_BOUND, math.ceil(GROUP_BOUND_SHARE * n)) if max_group_size is None else max_group_size
     if bound < 1:
         raise EdgeSealantError(f"--max-group {bound} must be >= 1")
     infos = fingerprints([s.path for s in samples], workers)

@@ -312,3 +312,16 @@ def test_failed_training_leaves_no_empty_run_folder(tmp_path):
     (tmp_path / "afile").write_text("x")
     result = runner.invoke(app, ["train", str(data / "data.yaml"), "--out", str(tmp_path / "afile")])
     assert result.exit_code == 1 and "exists and is not a folder" in result.output
+
+
+def test_a_leaky_val_split_is_kept_but_reported_leak_free(tiny_data, tmp_path):
+    data = tmp_path / "ds"
+    shutil.copytree(tiny_data.parent, data)
+    source = sorted((data / "images" / "train").iterdir())[0]
+    shutil.copy2(source, data / "images" / "val" / f"again_{source.name}")  # the user's split leaks one image
+    label = data / "labels" / "train" / f"{source.stem}.txt"
+    if label.exists():
+        shutil.copy2(label, data / "labels" / "val" / f"again_{source.stem}.txt")
+    result = train(tiny_options(data / "data.yaml", tmp_path / "run", epochs=1))
+    leak = result.card.metrics["val"]["leak_free"]
+    assert leak["excluded"] == 1 and leak["kept"] == result.card.metrics["val"]["n"] - 1

@@ -128,6 +128,21 @@ def stage(name: str, stages: dict[str, float], log: Log) -> Iterator[None]:
 
 def run_demo(options: DemoOptions, log: Log = print, console: Any = None) -> DemoResult:
     """Run every stage into ``options.out`` and return timings, test AUROC and the bench."""
+    out = Path(options.out)
+    check_out(out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_stages(options, out, log, console)
+    except BaseException:
+        if created:  # a failed demo leaves no half-made folder behind
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run_stages(options: DemoOptions, out: Path, log: Log, console: Any) -> DemoResult:
     import torch
 
     from edge_sealant import bench
@@ -135,9 +150,6 @@ def run_demo(options: DemoOptions, log: Log = print, console: Any = None) -> Dem
     from edge_sealant.export import export_run
     from edge_sealant.train import TrainOptions, train
 
-    out = Path(options.out)
-    check_out(out)
-    out.mkdir(parents=True, exist_ok=True)
     threads = options.threads or bench.physical_cores()
     torch.set_num_threads(threads)
     stages: dict[str, float] = {}

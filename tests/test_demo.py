@@ -60,3 +60,17 @@ def test_demo_default_reaches_auroc_target(tmp_path):
     result = run_demo(DemoOptions.preset(out=tmp_path / "demo"), log=lambda message: None)
     assert result.test_auroc >= 0.95
     assert result.total_seconds < 300
+
+
+def test_a_failed_demo_leaves_no_folder(tmp_path, monkeypatch):
+    from edge_sealant.data import synth
+    from edge_sealant.errors import EdgeSealantError
+
+    def broken(out, **_):
+        (out / "images").mkdir(parents=True)  # something was written before the failure
+        raise EdgeSealantError("disk full")
+
+    monkeypatch.setattr(synth, "synthesize", broken)
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 1 and "disk full" in result.output
+    assert not (tmp_path / "demo").exists()

@@ -57,9 +57,14 @@ def test_demo_default_reaches_auroc_target(tmp_path):
     """The embedded default: within 5 minutes on a 2-core CPU, test AUROC >= 0.95 (quiet machine)."""
     from edge_sealant.demo import run_demo
 
-    result = run_demo(DemoOptions.preset(out=tmp_path / "demo"), log=lambda message: None)
-    assert result.test_auroc >= 0.95
+    options = DemoOptions.preset(out=tmp_path / "demo")
+    result = run_demo(options, log=lambda message: None)
+    assert result.test_auroc >= 0.95 and result.test_auroc_ci[0] <= result.test_auroc <= result.test_auroc_ci[1]
     assert result.total_seconds < 300
+    card = json.loads((tmp_path / "demo" / "run" / "run.json").read_text())
+    stopped = card["train"]["stopped_by"]
+    assert stopped is None or stopped.startswith("early stop")  # never the clock
+    assert card["train"]["epochs_run"] == options.epochs or stopped is not None
 
 
 def test_a_failed_demo_leaves_no_folder(tmp_path, monkeypatch):

@@ -107,13 +107,27 @@ def test_csv_markdown_and_plots_are_written(bench_out):
         assert (out / name).stat().st_size > 1000, name
 
 
-def test_fail_on_drop_gate_exits_1_with_one_line(tiny):
+def test_fail_on_drop_gate_exits_1_with_one_line(tiny, monkeypatch):
+    from edge_sealant import bench
+
     run, data = tiny
     args = ["bench", str(run), str(data), *FAST, "--backends", "openvino", "--precisions", "fp32,int8", "--no-e2e"]
-    result = runner.invoke(app, [*args, "--fail-on-drop", "-1"])
+    refused = runner.invoke(app, [*args, "--fail-on-drop", "-1"])  # a negative gate is a typo: refused before timing
+    assert refused.exit_code == 1 and "--fail-on-drop -1 must be an AUROC drop in [0, 1]" in refused.output
+    real_row = bench.bench_row
+
+    def degraded(spec, *rest, **kw):  # an INT8 model that lost 0.2 AUROC
+        row, curve = real_row(spec, *rest, **kw)
+        if spec.precision == "int8":
+            row["auroc"] -= 0.2
+        return row, curve
+
+    monkeypatch.setattr(bench, "bench_row", degraded)
+    result = runner.invoke(app, [*args, "--fail-on-drop", "0.01"])
     assert result.exit_code == 1
-    assert "INT8 AUROC drop above -1" in result.output and "OpenVINO INT8" in result.output
+    assert "INT8 AUROC drop above 0.01" in result.output and "OpenVINO INT8" in result.output
     assert (run / "bench" / "bench.json").is_file()  # results are kept for the post-mortem
+    monkeypatch.setattr(bench, "bench_row", real_row)
     ok = runner.invoke(app, [*args, "--fail-on-drop", "0.01"])
     assert ok.exit_code == 0, ok.output
 

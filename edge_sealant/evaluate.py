@@ -141,6 +141,11 @@ def evaluate_run(
     if threshold_policy is not None:
         if run is None:
             raise EdgeSealantError("--threshold-policy needs a run folder (use set-threshold for exported files)")
+        if split_role(card, "val") == "training":
+            raise EdgeSealantError(
+                "this run's model was trained on val (--folds), so a threshold chosen there would be optimistic; "
+                "use set-threshold, or train again with --folds and --threshold-policy"
+            )
         operating_point = retune_threshold(backend, dataset.split("val"), threshold_policy)
         card.threshold, card.threshold_policy = operating_point["threshold"], operating_point["policy"]
         card.metrics["operating_point"] = {**operating_point, "chosen_on": "val"}

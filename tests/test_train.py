@@ -208,6 +208,8 @@ def test_folds_choose_epochs_and_threshold_out_of_fold(tiny_data, tmp_path):
     assert (run / "best.pt").is_file() and not (run / "folds" / "fold0" / "best.pt").exists()
     test = runner.invoke(app, ["evaluate", str(run), str(tiny_data), "--split", "val", "--json"])
     assert json.loads(test.stdout)["role"] == "training"  # the final model learnt from val
+    retune = runner.invoke(app, ["evaluate", str(run), str(tiny_data), "--threshold-policy", "youden"])
+    assert retune.exit_code == 1 and "trained on val" in retune.output
 
 
 def test_folds_refuse_a_time_limit(tiny_data, tmp_path):

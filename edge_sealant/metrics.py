@@ -5,7 +5,6 @@ Decision rule everywhere: an image is a defect when ``probability >= threshold``
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 

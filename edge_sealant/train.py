@@ -148,18 +148,19 @@ class TrainResult:
 
 
 def _number(value: Any, integer: bool) -> int | float | None:
-    """``value`` as an int/float (numeric text accepted), or None when it is not one."""
-    if isinstance(value, bool):
+    """``value`` as an int/float (numeric text accepted), or None when it is not one.
+
+    NaN and infinities pass as floats: the option's own range check names them.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     if isinstance(value, str):
         try:
             value = float(value.strip())
         except ValueError:
             return None
-    if not isinstance(value, (int, float)) or value != value:  # NaN
-        return None if integer or not isinstance(value, (int, float)) else float(value)
     if integer:
-        return int(value) if float(value).is_integer() else None
+        return int(value) if math.isfinite(value) and float(value).is_integer() else None
     return float(value)
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
 import yaml
 
 from edge_sealant.data.types import DEFECT, NORMAL, SPLITS, LabelledDataset, Sample

@@ -31,7 +31,8 @@ def summarize(run: Path) -> dict[str, Any]:
         "amp": train.get("amp"),
         "epochs_run": train.get("epochs_run"),
         "best_epoch": (train.get("best_epoch") or 0) + 1,
-        "train_minutes": round(train.get("train_seconds", 0) / 60, 1),
+        # a --folds run: the K fold trainings plus the final model
+        "train_minutes": round((train.get("train_seconds", 0) + sum(folds.get("fold_seconds", []))) / 60, 1),
         "epoch_seconds": [round(h["seconds"]) for h in train.get("history", [])],
         "val_auroc": val.get("auroc"),
         "val_auroc_ci": val.get("auroc_ci"),
@@ -48,7 +49,7 @@ def summarize(run: Path) -> dict[str, Any]:
         "threshold": card.get("threshold"),
         "threshold_policy": card.get("threshold_policy"),
         "leak_free": test.get("leak_free"),
-        "command": train.get("command") or command_from_options(options),
+        "command": train.get("command") or command_from_options({**options, "folds": options.get("folds") or folds.get("k")}),
         "note": train.get("note"),
     }
 

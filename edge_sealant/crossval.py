@@ -36,7 +36,7 @@ from rich.console import Console
 from edge_sealant.checkpoint import BEST, LAST
 from edge_sealant.imageset import LoadedImages, load_images
 from edge_sealant.metrics import binary_metrics, threshold_choice, with_intervals
-from edge_sealant.train import TrainData, Trainer, TrainOptions, TrainResult, load_training_dataset, new_card
+from edge_sealant.train import TrainData, Trainer, TrainOptions, TrainResult, _jsonable, load_training_dataset, new_card
 
 
 def subset(loaded: LoadedImages, indices: list[int]) -> LoadedImages:
@@ -110,6 +110,7 @@ def train_folds(options: TrainOptions, console: Console | None = None) -> TrainR
     final.fixed_choice = choice
     final.card.metrics = {"oof": pooled, "operating_point": choice}
     final.extra_train_info = {
+        "options": _jsonable(dataclasses.asdict(options)),  # what the user asked for, not the final model's internals
         "selection_splits": [],
         "training_splits": ["train", "val"],
         "folds": {

@@ -168,7 +168,8 @@ def operating_point_warnings(choice: dict[str, Any], where: str) -> list[str]:
         lo, hi = choice["fpr_ci"]
         out.append(
             f"the threshold ({choice['policy']}) flags {choice['fpr']:.0%} of good parts on {where} (95% CI {lo:.0%}-{hi:.0%}): "
-            f"above {FPR_WARNING:.0%}; consider --threshold-policy recall@0.95,fpr<=0.2, --folds, or more data"
+            f"above {FPR_WARNING:.0%}; consider --threshold-policy recall@0.95,fpr<=0.2, "
+            + ("more data" if "out-of-fold" in where else "--folds, or more data")
         )
     return out
 

@@ -195,6 +195,7 @@ def test_folds_choose_epochs_and_threshold_out_of_fold(tiny_data, tmp_path):
     card = json.loads((run / "run.json").read_text())
     folds = card["train"]["folds"]
     assert folds["k"] == 3 and len(folds["fold_auroc"]) == 3 and len(folds["epoch_curves"]) == 3
+    assert card["train"]["options"]["folds"] == 3  # the options the user gave, not the final model's internals
     assert 1 <= folds["chosen_epochs"] <= 2
     assert card["train"]["epochs_run"] == folds["chosen_epochs"]  # the final model stops at the chosen epoch
     assert card["train"]["selection_splits"] == [] and card["train"]["training_splits"] == ["train", "val"]

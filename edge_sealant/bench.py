@@ -43,6 +43,7 @@ import numpy as np
 from edge_sealant.artifacts import existing_artifacts
 from edge_sealant.card import ModelCard, atomic_write_text
 from edge_sealant.errors import EdgeSealantError
+from edge_sealant.versions import BENCHMARK, library_versions
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
@@ -225,20 +226,6 @@ def openvino_capabilities() -> dict[str, Any]:
         return {"device": None, "optimization_capabilities": [], "error": f"{type(exc).__name__}: {exc}"}
 
 
-def library_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    from edge_sealant import __version__
-
-    versions = {"edge_sealant": __version__, "python": platform.python_version()}
-    for name in ("torch", "torchvision", "onnxruntime", "openvino", "nncf", "numpy", "opencv-python-headless", "opencv-python"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
 def system_header(threads: int) -> dict[str, Any]:
     """What a reader needs to compare two benchmark files: CPU, ISA, threads, versions, date."""
     info = cpu_info()
@@ -253,7 +240,7 @@ def system_header(threads: int) -> dict[str, Any]:
         "physical_cores": physical_cores(),
         "logical_cpus": os.cpu_count(),
         "os": platform.platform(),
-        "versions": library_versions(),
+        "versions": library_versions(BENCHMARK),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

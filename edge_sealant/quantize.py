@@ -57,11 +57,11 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from edge_sealant import __version__
 from edge_sealant.artifacts import artifact_path
 from edge_sealant.card import ModelCard
 from edge_sealant.data.types import DEFECT, NORMAL, Sample
 from edge_sealant.errors import EdgeSealantError
+from edge_sealant.versions import QUANTIZATION, library_versions
 
 BACKENDS = {"openvino": "openvino", "ov": "openvino", "onnx": "onnxruntime", "onnxruntime": "onnxruntime"}
 MIN_CALIBRATION_IMAGES = 300  # NNCF's default subset; fewer gives noisier activation ranges
@@ -301,19 +301,9 @@ def build_manifest(
         "skipped": list(calibration.skipped),
         "settings": settings,
         "accuracy_control": accuracy_control,
-        "versions": library_versions(),
+        "versions": library_versions(QUANTIZATION),
         "images": images,
     }
-
-
-def library_versions() -> dict[str, str]:
-    versions = {"edge_sealant": __version__}
-    for module in ("nncf", "openvino", "onnx", "onnxruntime", "numpy"):
-        try:
-            versions[module] = str(__import__(module).__version__)
-        except Exception:  # not installed
-            pass
-    return versions
 
 
 # -------------------------------------------------------------------- quantized-model checks
@@ -912,7 +902,7 @@ def quantize_run(
             "accuracy_control": accuracy_control,
             "missing_splits": [s for s in REPORT_SPLITS if s not in eval_sets],
             "split_roles": {name: split_role(card, name) for name in metrics},
-            "versions": library_versions(),
+            "versions": library_versions(QUANTIZATION),
             "seconds": None,
         }
         manifest = build_manifest(

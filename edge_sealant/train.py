@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from edge_sealant.card import ModelCard
 from edge_sealant.checkpoint import BEST, LAST, read_checkpoint, save_checkpoint
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages, load_images
+from edge_sealant.versions import TRAINING, library_versions
 from edge_sealant.metrics import (
     DEFAULT_POLICY,
     POLICY_HELP,
@@ -197,20 +197,6 @@ def pick_device(name: str) -> torch.device:
         raise EdgeSealantError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:0, auto)") from None
 
 
-def library_versions() -> dict[str, str]:
-    import torchvision
-
-    from edge_sealant import __version__
-
-    return {
-        "edge_sealant": __version__,
-        "torch": str(torch.__version__),
-        "torchvision": str(torchvision.__version__),
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def augmentation() -> Any:
     """Inspection-safe augmentation: geometry and photometry a line camera really varies in."""
     from torchvision.transforms import v2
@@ -355,7 +341,7 @@ def new_card(options: TrainOptions, dataset: Any) -> ModelCard:
         threshold=0.5,
         threshold_policy="untuned",
         data_summary=dataset.summary(),
-        library_versions=library_versions(),
+        library_versions=library_versions(TRAINING),
     )
 
 

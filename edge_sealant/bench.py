@@ -43,6 +43,7 @@ import numpy as np
 from edge_sealant.artifacts import existing_artifacts
 from edge_sealant.card import ModelCard, atomic_write_text
 from edge_sealant.errors import EdgeSealantError
+from edge_sealant.runtime.backends import model_size_mb
 from edge_sealant.versions import BENCHMARK, library_versions
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
@@ -286,16 +287,6 @@ def plan_rows(
     return specs
 
 
-def artifact_size_mb(path: Path) -> float:
-    """Size on disk of a model (an OpenVINO IR counts its .xml and .bin)."""
-    files = [path]
-    if path.suffix == ".xml":
-        files.append(path.with_suffix(".bin"))
-    if path.suffix == ".onnx":
-        files += list(path.parent.glob(path.name + ".data")) + list(path.parent.glob("*.onnx_data"))
-    return sum(f.stat().st_size for f in files if f.is_file()) / 1e6
-
-
 # ---------------------------------------------------------------------------- backends
 def set_torch_threads(threads: int) -> None:
     import torch
@@ -477,7 +468,7 @@ def bench_row(
     metrics = report(loaded, scores, backend.card)
     row.update({key: metrics[key] for key in ("auroc", "auroc_ci", "accuracy", "balanced_accuracy", "recall", "recall_ci", "fpr", "fpr_ci")})
     row["threshold"] = metrics["threshold"]
-    row["size_mb"] = round(artifact_size_mb(spec.path), 3)
+    row["size_mb"] = round(model_size_mb(spec.path), 3)
     row["inference_precision"] = inference_precision(backend) or spec.ov_inference_precision
     latency = measure_latency(backend, loaded.images, options.iterations, options.warmup)
     row.update(

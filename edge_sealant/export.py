@@ -35,6 +35,7 @@ from edge_sealant.errors import EdgeSealantError
 from edge_sealant.runtime.backends import (
     SIDECAR_SUFFIX,
     check_model_path,
+    model_size_mb,
     open_backend,
     read_card,
     rt_info_key,
@@ -418,7 +419,7 @@ def export_run(
                 proto, target, card, "fp32",
                 verify=lambda p: parity_check(p, images, reference, TOLERANCE["fp32"], f"{target}", source),
             )
-            report.artifacts.append(ExportedArtifact("onnxruntime", "fp32", target, _size_mb(target), *result[:2], TOLERANCE["fp32"], result[2]))
+            report.artifacts.append(ExportedArtifact("onnxruntime", "fp32", target, model_size_mb(target), *result[:2], TOLERANCE["fp32"], result[2]))
             log(f"wrote {target} (max diff {result[0]:.2g})")
             _note_sidecar(report, target)
             shutil.copy2(target, onnx_file)
@@ -433,7 +434,7 @@ def export_run(
                     model, target, card, precision,
                     verify=lambda p, prec=precision, t=target: parity_check(p, images, reference, TOLERANCE[prec], f"{t}", source),
                 )
-                report.artifacts.append(ExportedArtifact("openvino", precision, target, _size_mb(target), *result[:2], TOLERANCE[precision], result[2]))
+                report.artifacts.append(ExportedArtifact("openvino", precision, target, model_size_mb(target), *result[:2], TOLERANCE[precision], result[2]))
                 log(f"wrote {target} (max diff {result[0]:.2g})")
                 _note_sidecar(report, target)
 
@@ -449,12 +450,6 @@ def _note_sidecar(report: ExportReport, target: Path) -> None:
     sidecar = sidecar_path(target)
     if sidecar.is_file():
         report.notes.append(f"kept {sidecar} from before: its threshold still wins over the exported one")
-
-
-def _size_mb(path: Path) -> float:
-    from edge_sealant.runtime.backends import model_size_mb
-
-    return model_size_mb(path)
 
 
 # -------------------------------------------------------------------------- set-threshold

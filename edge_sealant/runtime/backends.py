@@ -74,12 +74,17 @@ def resolve_threshold(model_path: str | Path, card: ModelCard, override: float |
 
 
 def model_files(path: str | Path) -> list[Path]:
-    """The files a model consists of (``.xml`` + ``.bin``, or the ``.onnx``)."""
+    """The files a model consists of: ``.xml`` + ``.bin``, or the ``.onnx`` and its external data."""
     path = Path(path)
-    return [path, path.with_suffix(".bin")] if path.suffix.lower() == ".xml" else [path]
+    if path.suffix.lower() == ".xml":
+        return [path, path.with_suffix(".bin")]
+    if path.suffix.lower() == ".onnx" and path.parent.is_dir():
+        return [path, *path.parent.glob(path.name + ".data"), *path.parent.glob("*.onnx_data")]
+    return [path]
 
 
 def model_size_mb(path: str | Path) -> float:
+    """Size on disk of a model, all its files counted (the figure in bench tables and reports)."""
     return sum(p.stat().st_size for p in model_files(path) if p.is_file()) / 1e6
 
 

@@ -12,10 +12,12 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from edge_sealant import __version__
 from edge_sealant.errors import EdgeSealantError
@@ -206,6 +208,26 @@ def check_threshold(value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise EdgeSealantError(f"threshold {value} is outside [0, 1]")
     return value
+
+
+def check_new_folder(folder: Path, hint: str) -> None:
+    """Refuse a folder that exists and is not empty (nothing of the user's is ever overwritten)."""
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise EdgeSealantError(f"{folder}: already exists and is not empty; {hint}")
+
+
+@contextmanager
+def removed_on_failure(folder: Path, keep: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    """Remove ``folder`` if the block fails and this call saw it created, unless ``keep()`` says not to."""
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        yield
+    except BaseException:
+        if created and folder.is_dir() and not keep():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:

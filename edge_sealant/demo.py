@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from edge_sealant.card import atomic_write_text
-from edge_sealant.errors import EdgeSealantError
+from edge_sealant.card import atomic_write_text, check_new_folder, removed_on_failure
 from edge_sealant.metrics import format_with_ci
 
 Log = Callable[[str], None]
@@ -113,8 +112,7 @@ class DemoResult:
 
 def check_out(out: Path) -> None:
     """Refuse an existing, non-empty folder (the demo never overwrites anything)."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise EdgeSealantError(f"{out}: already exists and is not empty; pass --out with a new folder")
+    check_new_folder(out, "pass --out with a new folder")
 
 
 @contextmanager
@@ -130,16 +128,9 @@ def run_demo(options: DemoOptions, log: Log = print, console: Any = None) -> Dem
     """Run every stage into ``options.out`` and return timings, test AUROC and the bench."""
     out = Path(options.out)
     check_out(out)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
+    with removed_on_failure(out):  # a failed demo leaves no half-made folder behind
+        out.mkdir(parents=True, exist_ok=True)
         return _run_stages(options, out, log, console)
-    except BaseException:
-        if created:  # a failed demo leaves no half-made folder behind
-            import shutil
-
-            shutil.rmtree(out, ignore_errors=True)
-        raise
 
 
 def _run_stages(options: DemoOptions, out: Path, log: Log, console: Any) -> DemoResult:

@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from edge_sealant.card import ModelCard
+from edge_sealant.card import ModelCard, removed_on_failure
 from edge_sealant.checkpoint import BEST, LAST, read_checkpoint, save_checkpoint
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages, load_images
@@ -696,19 +696,13 @@ def train(options: TrainOptions, console: Console | None = None) -> TrainResult:
     threads = int(os.environ.get("EDGE_SEALANT_THREADS", "0"))
     if threads:
         torch.set_num_threads(threads)
-    created = not out.exists()
-    try:
+    # nothing to resume (no last.pt yet): a failure leaves no half-made run behind
+    with removed_on_failure(out, keep=(out / LAST).exists):
         if options.folds:
             from edge_sealant.crossval import train_folds
 
             return train_folds(options, console)
         return Trainer(options, console).fit(resume=False)
-    except BaseException:
-        if created and out.is_dir() and not (out / LAST).exists():  # nothing to resume: leave no half-made run
-            import shutil
-
-            shutil.rmtree(out, ignore_errors=True)
-        raise
 
 
 def resume(run: str | Path, console: Console | None = None, data: str | None = None, epochs: int | None = None) -> TrainResult:

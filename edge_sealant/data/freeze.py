@@ -23,12 +23,11 @@ from typing import Any
 
 import yaml
 
-from edge_sealant.card import atomic_write_text, normal_permissions
+from edge_sealant.card import atomic_write_text, check_new_folder, normal_permissions
 from edge_sealant.data.fingerprint import fingerprints
 from edge_sealant.data.groups import grouped_split
 from edge_sealant.data.loading import SplitSettings, label_path_for, load_dataset
 from edge_sealant.data.types import DEFECT, SPLITS, LabelledDataset, Sample
-from edge_sealant.errors import EdgeSealantError
 
 MANIFEST = "split.json"
 
@@ -71,11 +70,6 @@ def _place(source: Path, target: Path, copy: bool) -> None:
         os.symlink(os.path.abspath(source), target)
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise EdgeSealantError(f"{out}: already exists and is not empty; choose a new folder")
-
-
 def split_dataset(
     data: str | Path,
     out: str | Path,
@@ -91,7 +85,7 @@ def split_dataset(
     out = Path(out)
     settings = SplitSettings(seed=seed, val_fraction=val, test_fraction=test, group_by=group_by, max_group_size=max_group_size)
     settings.check()
-    _check_out(out)
+    check_new_folder(out, "choose a new folder")
     source = load_dataset(data, normal_classes=normal_classes, val_fraction=0, test_fraction=0)
     pool = [s for split in SPLITS for s in source.splits.get(split, [])]
     shares = {"train": 1.0 - val - test, "val": val, "test": test}

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_sealant.card import check_new_folder
 from edge_sealant.errors import EdgeSealantError
 
 __all__ = ["CLASSES", "render", "synthesize"]
@@ -133,8 +134,7 @@ def _validate(out, n, defect_ratio, size, split_fractions, jpeg_quality):
     if not 1 <= _number(jpeg_quality, int, "jpeg_quality must be an integer") <= 100:
         raise EdgeSealantError(f"synthesize: jpeg_quality must be in [1, 100], got {jpeg_quality!r}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise EdgeSealantError(f"{out}: already exists and is not empty; refusing to overwrite a dataset")
+    check_new_folder(out, "refusing to overwrite a dataset")
     return height, width, fractions / fractions.sum()
 
 

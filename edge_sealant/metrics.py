@@ -93,22 +93,29 @@ class ThresholdChoice:
 
     threshold: float
     policy: str
-    recall: float
-    fpr: float
+    caught: int  # defects at or above the threshold
+    false_alarms: int  # normal images at or above the threshold
     n_defect: int
     n_normal: int
     met: bool = True
     note: str = ""
 
+    @property
+    def recall(self) -> float:
+        return self.caught / self.n_defect
+
+    @property
+    def fpr(self) -> float:
+        return self.false_alarms / self.n_normal
+
     def to_dict(self) -> dict[str, Any]:
-        fp = round(self.fpr * self.n_normal)
         return {
             "threshold": self.threshold,
             "policy": self.policy,
             "recall": self.recall,
             "fpr": self.fpr,
-            "fpr_ci": clopper_pearson(fp, self.n_normal),
-            "recall_ci": clopper_pearson(round(self.recall * self.n_defect), self.n_defect),
+            "fpr_ci": clopper_pearson(self.false_alarms, self.n_normal),
+            "recall_ci": clopper_pearson(self.caught, self.n_defect),
             "n_defect": self.n_defect,
             "n_normal": self.n_normal,
             "policy_met": self.met,
@@ -151,7 +158,7 @@ def threshold_choice(labels: Sequence[int], scores: Sequence[float], policy: Thr
     else:  # fpr
         ok = np.flatnonzero(fpr <= policy.target + 1e-12)
         index = int(ok.min())  # lowest threshold (most recall) within the false-alarm budget
-    return ThresholdChoice(float(thresholds[index]), str(policy), float(recall[index]), float(fpr[index]), n_pos, n_neg, met, note)
+    return ThresholdChoice(float(thresholds[index]), str(policy), int(tp[index]), int(fp[index]), n_pos, n_neg, met, note)
 
 
 def choose_threshold(labels: Sequence[int], scores: Sequence[float], policy: ThresholdPolicy | str) -> float:

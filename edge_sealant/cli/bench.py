@@ -1,0 +1,59 @@
+"""Commands: `bench`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edge_sealant.card import parse_size
+from edge_sealant.cli.common import app, console, err_console, split_list
+from edge_sealant.errors import EdgeSealantError
+
+@app.command("bench")
+def bench_cmd(
+    run: Path = typer.Argument(..., help="Run folder (best.pt + exported/quantized models)."),
+    data: Path = typer.Argument(..., help="YOLO data.yaml or dataset folder."),
+    split: str = typer.Option("test", help="Split whose images are scored and timed."),
+    backends: Optional[str] = typer.Option(None, help="Comma-separated: torch,onnxruntime,openvino (default all)."),
+    precisions: Optional[str] = typer.Option(None, help="Comma-separated: fp32,fp16,int8,bf16 (default all; bf16 only where the CPU has it)."),
+    threads: Optional[int] = typer.Option(None, help="Threads for every backend (default: physical cores)."),
+    iterations: int = typer.Option(200, help="Timed batch-1 runs per row, after --warmup."),
+    warmup: int = typer.Option(20, help="Untimed runs before timing."),
+    e2e_images: int = typer.Option(200, help="Files streamed through the runtime for the end-to-end figures."),
+    no_e2e: bool = typer.Option(False, "--no-e2e", help="Skip the end-to-end (file -> decision) figures."),
+    reference: Optional[str] = typer.Option(None, help="full-res: add a timing-only EfficientNet-B0 row at the source resolution."),
+    reference_size: Optional[str] = typer.Option(None, help="HxW of the --reference row (default: the split's image size)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here (PNGs go next to it)."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write the rows as CSV here."),
+    md_out: Optional[Path] = typer.Option(None, "--md", help="Write a Markdown report here."),
+    fail_on_drop: Optional[float] = typer.Option(None, help="Exit 1 when an INT8 row loses more than this AUROC vs the FP32 row of its backend."),
+) -> None:
+    """Accuracy, size, latency, throughput and end-to-end speed of every artifact of a run."""
+    from edge_sealant import bench
+
+    if fail_on_drop is not None and not 0.0 <= fail_on_drop <= 1.0:  # checked before minutes of timing
+        raise EdgeSealantError(f"--fail-on-drop {fail_on_drop:g} must be an AUROC drop in [0, 1]")
+    options = bench.BenchOptions(
+        run=run,
+        data=data,
+        split=split,
+        backends=split_list(backends),
+        precisions=split_list(precisions),
+        threads=threads,
+        iterations=iterations,
+        warmup=warmup,
+        e2e_images=e2e_images,
+        e2e=not no_e2e,
+        reference=reference,
+        reference_size=parse_size(reference_size) if reference_size else None,
+    )
+    result = bench.run_bench(options, log=lambda message: err_console.print(message, highlight=False, markup=False))
+    if fail_on_drop is not None:
+        result.gate = bench.drop_gate(result.rows, fail_on_drop)
+    written = bench.write_outputs(result, bench.default_out_dir(run, json_out), json_out, csv_out, md_out)
+    bench.render_table(result, console)
+    console.print(f"written: {', '.join(written.values())}", highlight=False)
+    if result.gate:
+        raise EdgeSealantError(f"INT8 AUROC drop above {fail_on_drop:g}: {'; '.join(result.gate)}")

@@ -1,0 +1,63 @@
+"""Commands: `predict`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from edge_sealant.cli.common import app, console, err_console, print_json
+from edge_sealant.errors import EdgeSealantError
+
+@app.command("predict")
+def predict_cmd(
+    model: Path = typer.Argument(..., help="Exported .xml/.onnx, or a run folder (best artifact: openvino int8 > fp32 > onnx)."),
+    source: str = typer.Argument(..., help="Image file, folder (recursive), glob ('imgs/*.jpg') or video (.mp4/.avi/.mkv/.mov)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="preds.csv or preds.json (never overwritten)."),
+    threshold: Optional[float] = typer.Option(None, help="Override the model's threshold."),
+    device: str = typer.Option("CPU", help="OpenVINO device."),
+    hint: str = typer.Option("THROUGHPUT", help="OpenVINO performance hint: LATENCY or THROUGHPUT."),
+    precision: Optional[str] = typer.Option(None, help="OpenVINO inference precision: f32 (default), bf16, f16."),
+    threads: Optional[int] = typer.Option(None, help="Inference threads (default: all cores)."),
+    as_json: bool = typer.Option(False, "--json", help="Print rows and summary as JSON on stdout."),
+) -> None:
+    """Inspect images or video frames; one row per image, errors as rows, summary at the end."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from edge_sealant.predict import PROGRESS_MIN_ITEMS, predict, render_summary
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err_console, transient=True,
+    )
+    task: list[Any] = []
+
+    def on_start(total: Optional[int], description: str) -> None:
+        if not as_json and (total is None or total >= PROGRESS_MIN_ITEMS):
+            progress.start()
+            task.append(progress.add_task(description, total=total))
+
+    def on_result(_result: Any) -> None:
+        if task:
+            progress.advance(task[0])
+
+    try:
+        report = predict(
+            model, source, out=out, threshold=threshold, device=device, hint=hint, precision=precision,
+            threads=threads, on_start=on_start, on_result=on_result,
+        )
+    finally:
+        progress.stop()
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        if out is None:
+            for row in report.rows:
+                value = "error: " + str(row.error) if row.error else f"{row.probability:.6f}  {row.decision}"
+                console.print(f"{row.name}  {value}", highlight=False, markup=False)
+        else:
+            console.print(f"wrote {len(report.rows)} rows to {out}")
+        render_summary(report, console)
+    if report.rows and all(row.error for row in report.rows):  # rows kept, but a pipeline must see the failure
+        raise EdgeSealantError(f"none of the {len(report.rows)} images could be inspected (see the error rows)")

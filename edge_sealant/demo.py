@@ -139,7 +139,7 @@ def _run_stages(options: DemoOptions, out: Path, log: Log, console: Any) -> Demo
     from edge_sealant import bench
     from edge_sealant.data.synth import synthesize
     from edge_sealant.export import export_run
-    from edge_sealant.train import TrainOptions, train
+    from edge_sealant.train import TextProgress, TrainOptions, train
 
     threads = options.threads or bench.physical_cores()
     torch.set_num_threads(threads)
@@ -171,7 +171,7 @@ def _run_stages(options: DemoOptions, out: Path, log: Log, console: Any) -> Demo
                 time_limit_min=options.time_limit_min,
                 time_limit_action=options.time_limit_action,
             ),
-            console=console,
+            progress=TextProgress(lambda message: log(f"    {message}")),
         )
         val = result.card.metrics.get("val", {})
         log(f"    {options.model} {options.imgsz[0]}x{options.imgsz[1]}: best epoch {result.best_epoch + 1}, val AUROC {val.get('auroc', float('nan')):.4f}")

@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
 from edge_sealant.card import ModelCard, atomic_write_text
 from edge_sealant.data.types import Sample
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages, load_images
-from edge_sealant.metrics import binary_metrics, format_with_ci, operating_point_warnings, recall_per_class, threshold_choice, with_intervals
+from edge_sealant.metrics import binary_metrics, operating_point_warnings, recall_per_class, threshold_choice, with_intervals
 from edge_sealant.runtime.backend import Backend
 
 
@@ -176,50 +174,7 @@ def _dumps(payload: Any) -> str:
     return json.dumps(payload, indent=2) + "\n"
 
 
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
 ROLE_NOTES = {
     "selection": "it chose the best epoch or the threshold, so these are not held-out results",
     "training": "the model learnt from these images, so these are not held-out results",
 }
-
-
-def render_metrics(metrics: dict[str, Any], console: Console) -> None:
-    """Rich summary: headline metrics, confusion matrix, per-class recall, worst misses."""
-    role = metrics.get("role", "held-out")
-    table = Table(title=f"{metrics['model']} ({metrics['backend']} {metrics['model_precision']}) on {metrics['split']} ({role}): {metrics['n']} images")
-    table.add_column("metric")
-    table.add_column("value [95% CI]", justify="right")
-    for key in ("auroc", "average_precision", "accuracy", "balanced_accuracy", "precision", "recall", "f1", "fpr"):
-        table.add_row(key.replace("_", " "), format_with_ci(metrics[key], metrics.get(f"{key}_ci")) if isinstance(metrics[key], float) else _fmt(metrics[key]))
-    table.add_row("threshold", f"{metrics['threshold']:.4g} ({metrics['threshold_policy']})")
-    cm = metrics["confusion_matrix"]
-    table.add_row("confusion (tn fp / fn tp)", f"{cm['tn']} {cm['fp']} / {cm['fn']} {cm['tp']}")
-    console.print(table)
-    if role in ROLE_NOTES:
-        console.print(f"[bold yellow]{metrics['split']} is a {role} split:[/] {ROLE_NOTES[role]}", highlight=False)
-    if metrics["recall_per_class"]:
-        per_class = Table(title="defect recall per YOLO class")
-        for column in ("class", "images", "caught", "recall"):
-            per_class.add_column(column, justify="right" if column != "class" else "left")
-        for name, entry in metrics["recall_per_class"].items():
-            per_class.add_row(name, str(entry["images"]), str(entry["detected"]), f"{entry['recall']:.3f}")
-        console.print(per_class)
-    leak = metrics.get("leak_free")
-    if leak and leak["excluded"]:
-        auroc = format_with_ci(leak.get("auroc"), leak.get("auroc_ci"))
-        console.print(
-            f"[yellow]{leak['excluded']} of {metrics['n']} images have an exact or near duplicate in another split;[/] "
-            f"on the {leak['kept']} others: AUROC {auroc}, recall {_fmt(leak.get('recall'))}, false-alarm rate {_fmt(leak.get('fpr'))}"
-        )
-    for key, title in (("missed_defects", "missed defects"), ("false_alarms", "false alarms")):
-        items = metrics[key]
-        if items:
-            shown = ", ".join(f"{m['file']} ({m['probability']:.3f})" for m in items[:10])
-            console.print(f"[yellow]{title} ({len(items)}):[/] {shown}{' ...' if len(items) > 10 else ''}")
-    for warning in metrics.get("warnings", []):
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    if metrics.get("plots"):
-        console.print(f"plots: {Path(next(iter(metrics['plots'].values()))).parent}")

@@ -4,9 +4,9 @@ Every command module in this package registers its commands on :data:`app` (or
 :data:`data_app`); ``edge_sealant.cli`` imports them all.
 """
 
-
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -73,6 +73,18 @@ def split_list(text: Optional[str]) -> Optional[list[str]]:
     if text is None:
         return None
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def default_of(options: type, name: str) -> Any:
+    """The default of field ``name`` of an options dataclass: help text and CLI defaults read it
+    from the dataclass, so they cannot drift from what the domain does."""
+    for spec in dataclasses.fields(options):
+        if spec.name == name:
+            if spec.default is not dataclasses.MISSING:
+                return spec.default
+            if spec.default_factory is not dataclasses.MISSING:
+                return spec.default_factory()
+    raise KeyError(f"{options.__name__} has no default for {name!r}")
 
 
 def print_json(payload: Any) -> None:

@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
 from edge_sealant.checkpoint import BEST, LAST
 from edge_sealant.imageset import LoadedImages, load_images
 from edge_sealant.metrics import binary_metrics, threshold_choice, with_intervals
-from edge_sealant.train import TrainData, Trainer, TrainOptions, TrainResult, _jsonable, load_training_dataset, new_card
+from edge_sealant.train.options import TrainOptions, jsonable
+from edge_sealant.train.progress import TrainProgress
+from edge_sealant.train.trainer import TrainData, Trainer, TrainResult, load_training_dataset, new_card
 
 
 def subset(loaded: LoadedImages, indices: list[int]) -> LoadedImages:
@@ -56,11 +57,11 @@ def choose_epochs(curves: np.ndarray, probe_epochs: int) -> int:
     return first + int(np.argmax(mean[first:]))
 
 
-def train_folds(options: TrainOptions, console: Console | None = None) -> TrainResult:
+def train_folds(options: TrainOptions, progress: TrainProgress | None = None) -> TrainResult:
     """Run steps 1-4 of the module doc into ``options.out``; returns the final model's result."""
     from edge_sealant.data.groups import group_kfold
 
-    console = console or Console(stderr=True)
+    progress = progress or TrainProgress()
     run = Path(options.out)
     dataset = load_training_dataset(options)
     pool = dataset.split("train") + list(dataset.splits.get("val") or [])
@@ -69,18 +70,18 @@ def train_folds(options: TrainOptions, console: Console | None = None) -> TrainR
     )
     loaded = load_images(sorted(pool, key=lambda s: str(s.path)), new_card(options, dataset))
     for problem in loaded.skipped:
-        console.print(f"[yellow]skipped[/] {problem}")
+        progress.warning(f"skipped {problem}")
     index_of = {s.path: i for i, s in enumerate(loaded.samples)}
     held_out = [[index_of[s.path] for s in fold if s.path in index_of] for fold in folds]
-    console.print(
+    progress.message(
         f"{options.folds}-fold cross-validation on train+val: {len(loaded.samples)} images in {grouping.n_groups} groups "
         f"(largest {grouping.largest}); fold sizes {[len(h) for h in held_out]}"
     )
     curves, scores_by_fold, fold_seconds = [], [], []
     for k, held in enumerate(held_out):
         rest = sorted(set(range(len(loaded.samples))) - set(held))
-        console.print(f"[bold]fold {k + 1}/{options.folds}[/]: train {len(rest)}, held out {len(held)}")
-        trainer = Trainer(_fold_options(options, run / "folds" / f"fold{k}"), console, dataset=dataset,
+        progress.message(f"fold {k + 1}/{options.folds}: train {len(rest)}, held out {len(held)}")
+        trainer = Trainer(_fold_options(options, run / "folds" / f"fold{k}"), progress, dataset=dataset,
                           data=TrainData(subset(loaded, rest), subset(loaded, held)))
         result = trainer.fit()
         curves.append([h["val_auroc"] for h in trainer.history])
@@ -100,17 +101,17 @@ def train_folds(options: TrainOptions, console: Console | None = None) -> TrainR
     pooled["role"] = "selection"
     fold_aurocs = [float(curve_array[k, best]) for k in range(len(held_out))]
     _write_oof(run / "folds" / "oof.csv", loaded, held_out, oof)
-    console.print(
+    progress.message(
         f"cross-validation: epoch {best + 1} best; fold AUROC {np.mean(fold_aurocs):.4f} +- {np.std(fold_aurocs):.4f}, "
         f"pooled out-of-fold AUROC {pooled['auroc']:.4f} [{pooled['auroc_ci'][0]:.4f}, {pooled['auroc_ci'][1]:.4f}]"
     )
 
-    console.print(f"[bold]final model[/]: all {len(labels)} images of train+val, stopped after epoch {best + 1} of the same schedule")
-    final = Trainer(_fold_options(options, run, stop_after=best + 1), console, dataset=dataset, data=TrainData(loaded, None))
+    progress.message(f"final model: all {len(labels)} images of train+val, stopped after epoch {best + 1} of the same schedule")
+    final = Trainer(_fold_options(options, run, stop_after=best + 1), progress, dataset=dataset, data=TrainData(loaded, None))
     final.fixed_choice = choice
     final.card.metrics = {"oof": pooled, "operating_point": choice}
     final.extra_train_info = {
-        "options": _jsonable(dataclasses.asdict(options)),  # what the user asked for, not the final model's internals
+        "options": jsonable(dataclasses.asdict(options)),  # what the user asked for, not the final model's internals
         "selection_splits": [],
         "training_splits": ["train", "val"],
         "folds": {

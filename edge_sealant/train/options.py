@@ -1,0 +1,164 @@
+"""``TrainOptions``: every knob of ``edge-sealant train``, validated before any work starts.
+
+The CLI's option defaults and help text are read from this dataclass (``cli/train.py``), and
+``--config run.yaml`` takes the same keys, so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from edge_sealant.errors import EdgeSealantError
+from edge_sealant.metrics import DEFAULT_POLICY, POLICY_HELP, parse_policy
+
+OPTION_NAMES = {"time_limit_min": "time-limit", "max_group_size": "max-group"}  # field -> CLI option, for messages
+BALANCE_MODES = ("none", "undersample", "oversample", "weighted-loss", "weighted-sampler")
+
+@dataclass
+class TrainOptions:
+    """Every knob of ``edge-sealant train``; ``--config run.yaml`` takes the same keys."""
+
+    data: str
+    out: str
+    model: str = "efficientnet_lite0"
+    imgsz: Optional[tuple[int, int]] = None  # (H, W); None = the model's default size
+    resize_mode: str = "stretch"
+    epochs: int = 15
+    probe_epochs: int = 1
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    ema_epochs: float = 0.0  # half-life, in epochs, of an average of the weights used for validation and export; 0: off
+    pretrained: str = "imagenet"
+    balance: str = "weighted-sampler"
+    augment: bool = True
+    patience: int = 5
+    threshold_policy: str = DEFAULT_POLICY
+    normal_classes: Optional[list[str]] = None
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"  # CUDA only: auto (bf16 where supported, else fp16), bf16, fp16, off
+    workers: int = 0
+    time_limit_min: Optional[float] = None
+    time_limit_action: str = "stop"  # stop: keep the best epoch so far (said loudly); fail: raise
+    folds: Optional[int] = None  # K: grouped K-fold on train+val, then one model on all of it
+    group_by: Optional[str] = None  # regex on file names: images sharing its first group stay together
+    max_group_size: Optional[int] = None  # bound on near-duplicate chains (default 2% of images, >= 16)
+    stop_after: Optional[int] = None  # train on the schedule of `epochs` but stop after this many
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._coerce_numbers()
+        if not isinstance(self.data, (str, Path)) or not str(self.data):
+            raise EdgeSealantError(f"DATA must be a path, got {self.data!r}")
+        if not isinstance(self.out, (str, Path)) or not str(self.out):
+            raise EdgeSealantError(f"--out must be a path, got {self.out!r}")
+        if not (math.isfinite(self.lr) and 0.0 < self.lr <= 1.0):
+            raise EdgeSealantError(f"--lr {self.lr} must be a number in (0, 1]")
+        if not (math.isfinite(self.weight_decay) and 0.0 <= self.weight_decay < 1.0):
+            raise EdgeSealantError(f"weight_decay {self.weight_decay} must be in [0, 1)")
+        if self.patience < 1 or self.workers < 0:
+            raise EdgeSealantError("--patience must be >= 1 and --workers >= 0")
+        if self.time_limit_min is not None and not (math.isfinite(self.time_limit_min) and self.time_limit_min > 0):
+            raise EdgeSealantError(f"--time-limit {self.time_limit_min} must be a positive number of minutes")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise EdgeSealantError(f"--amp {self.amp!r} is not one of auto, bf16, fp16, off")
+        if self.balance not in BALANCE_MODES:
+            raise EdgeSealantError(f"--balance {self.balance!r} is not one of {', '.join(BALANCE_MODES)}")
+        if self.epochs < 1 or self.probe_epochs < 0 or self.batch_size < 1:
+            raise EdgeSealantError("--epochs and --batch-size must be >= 1, --probe-epochs >= 0")
+        if not (isinstance(self.ema_epochs, (int, float)) and 0.0 <= self.ema_epochs <= 100.0):
+            raise EdgeSealantError(f"--ema-epochs {self.ema_epochs} must be in [0, 100]")
+        if self.time_limit_action not in ("stop", "fail"):
+            raise EdgeSealantError(f"time limit action {self.time_limit_action!r} is not stop or fail")
+        if self.folds is not None:
+            if self.folds < 2:
+                raise EdgeSealantError(f"--folds {self.folds} must be >= 2")
+            if self.time_limit_min is not None:
+                raise EdgeSealantError("--time-limit cannot be combined with --folds: every fold must train the same epochs")
+        if self.stop_after is not None and not 1 <= self.stop_after <= self.epochs:
+            raise EdgeSealantError(f"stop_after {self.stop_after} must be in [1, epochs]")
+        if self.imgsz is not None:
+            from edge_sealant.card import parse_size
+
+            if not (isinstance(self.imgsz, (list, tuple)) and len(self.imgsz) == 2):
+                raise EdgeSealantError(f"--imgsz {self.imgsz!r} is not HxW (e.g. 512x192)")
+            self.imgsz = parse_size("x".join(str(v) for v in self.imgsz))
+        if not isinstance(self.threshold_policy, str):
+            raise EdgeSealantError(f"--threshold-policy {self.threshold_policy!r} is not a policy ({POLICY_HELP})")
+        parse_policy(self.threshold_policy)  # fail before hours of training, not after
+
+    def _coerce_numbers(self) -> None:
+        """Numbers from a YAML config may arrive as text (``lr: 1e-3`` is a string in YAML 1.1)."""
+        for spec in dataclasses.fields(self):
+            kind = str(spec.type)
+            if ("int" not in kind and "float" not in kind) or any(t in kind for t in ("str", "tuple", "list", "dict")):
+                continue
+            value = getattr(self, spec.name)
+            if value is None and "Optional" in kind:
+                continue
+            number = _number(value, integer="int" in kind and "float" not in kind)
+            if number is None:
+                want = "a whole number" if "int" in kind and "float" not in kind else "a number"
+                raise EdgeSealantError(f"--{OPTION_NAMES.get(spec.name, spec.name.replace('_', '-'))} {value!r} is not {want}")
+            setattr(self, spec.name, number)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> TrainOptions:
+        known = {f.name for f in dataclasses.fields(cls)}
+        clean = {key.replace("-", "_"): value for key, value in values.items()}
+        unknown = sorted(set(clean) - known)
+        if unknown:
+            raise EdgeSealantError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**clean)
+
+def _number(value: Any, integer: bool) -> int | float | None:
+    """``value`` as an int/float (numeric text accepted), or None when it is not one.
+
+    NaN and infinities pass as floats: the option's own range check names them.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if integer:
+        return int(value) if math.isfinite(value) and float(value).is_integer() else None
+    return float(value)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config whose keys are the long option names (``imgsz: 512x192`` works)."""
+    import yaml
+
+    from edge_sealant.card import parse_size
+
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise EdgeSealantError(f"{path}: cannot read config ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise EdgeSealantError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise EdgeSealantError(f"{path}: config must be a mapping of option names to values")
+    if isinstance(values.get("imgsz"), (str, int)):
+        values["imgsz"] = parse_size(str(values["imgsz"]))
+    if isinstance(values.get("normal_classes"), str):
+        values["normal_classes"] = [v.strip() for v in values["normal_classes"].split(",") if v.strip()]
+    return values
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,145 @@
+"""The pieces of a training loop: device, augmentation, sampling, probe/fine-tune, averaging.
+
+Each is small and testable alone; :class:`edge_sealant.train.trainer.Trainer` puts them together.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_sealant.errors import EdgeSealantError
+from edge_sealant.imageset import LoadedImages
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise EdgeSealantError(f"--device {name}: CUDA is not available on this machine")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise EdgeSealantError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:0, auto)") from None
+
+
+def augmentation() -> Any:
+    """Inspection-safe augmentation: geometry and photometry a line camera really varies in."""
+    from torchvision.transforms import v2
+
+    return v2.Compose(
+        [
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.RandomApply([v2.RandomAffine(degrees=3, translate=(0.03, 0.03), scale=(0.95, 1.05))], p=0.5),
+            v2.ColorJitter(brightness=0.2, contrast=0.2),
+            v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 1.0))], p=0.2),
+        ]
+    )
+
+
+class ArrayDataset(torch.utils.data.Dataset):
+    """Preloaded uint8 images -> (uint8 C x H x W tensor, float label)."""
+
+    def __init__(self, loaded: LoadedImages, transform: Any = None):
+        self.images = loaded.images
+        self.labels = loaded.labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(self.images[index]).permute(2, 0, 1)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, torch.tensor(float(self.labels[index]))
+
+
+def epoch_indices(labels: np.ndarray, balance: str, rng: np.random.Generator) -> np.ndarray:
+    """The sample order of one epoch, re-balanced as asked (the loss weighting is separate)."""
+    positive, negative = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    minority, majority = sorted((positive, negative), key=len)
+    if balance == "undersample" and len(minority):
+        chosen = np.concatenate([minority, rng.choice(majority, len(minority), replace=False)])
+    elif balance == "oversample" and len(minority):
+        extra = rng.choice(minority, len(majority) - len(minority), replace=True)
+        chosen = np.concatenate([majority, minority, extra])
+    elif balance == "weighted-sampler" and len(minority):
+        weights = np.where(labels == 1, 1.0 / len(positive), 1.0 / len(negative))
+        chosen = rng.choice(len(labels), len(labels), replace=True, p=weights / weights.sum())
+    else:
+        chosen = np.arange(len(labels))
+    return rng.permutation(chosen)
+
+
+def freeze_body(net: nn.Module, head: list[nn.Parameter], frozen: bool) -> None:
+    """Linear probe: only the head learns, and frozen BatchNorm keeps its ImageNet statistics."""
+    head_ids = {id(p) for p in head}
+    for param in net.parameters():
+        param.requires_grad = (not frozen) or id(param) in head_ids
+    if frozen:
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in module.parameters()):
+                module.eval()
+
+
+def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.inference_mode()
+def predict_logits(net: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 64) -> np.ndarray:
+    net.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(images[start : start + batch_size]).to(device).permute(0, 3, 1, 2).float()
+        batch = batch.contiguous(memory_format=torch.channels_last)
+        out.append(net(batch).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+class WeightAverage:
+    """Exponential moving average of the weights (BatchNorm statistics copied).
+
+    Small inspection sets make SGD iterates noisy from epoch to epoch (val AUROC jumping by a
+    few points); the average of the last epoch or so is a steadier, usually better model. The
+    decay ramps up from zero, so the fresh head is not averaged with its random start.
+    """
+
+    def __init__(self, net: nn.Module, half_life_steps: float):
+        import copy
+
+        self.model = copy.deepcopy(net).eval()
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+        self.decay = 0.5 ** (1.0 / max(1.0, half_life_steps))
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, net: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for average, current in zip(self.model.parameters(), net.parameters()):
+            average.lerp_(current.detach(), 1.0 - decay)
+        for average, current in zip(self.model.buffers(), net.buffers()):
+            average.copy_(current)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+
+def bce(labels: np.ndarray, logits: np.ndarray) -> float:
+    logits = logits.astype(np.float64)
+    return float(np.mean(np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))))

@@ -14,7 +14,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from edge_sealant.cli import app
-from edge_sealant.data.audit import audit_dataset, render_audit
+from edge_sealant.cli.data import render_audit
+from edge_sealant.data.audit import audit_dataset
 from edge_sealant.data.fingerprint import near_pairs, perceptual_hash, popcount as _popcount
 from edge_sealant.data.loading import load_dataset
 

@@ -1,7 +1,7 @@
 """Dataset audit: counts, boxes per class, image sizes, unreadable files, label problems, leakage.
 
 ``audit_dataset`` returns a JSON-able dict (its shape is a contract other code relies on);
-``render_audit`` prints it as compact rich tables. Each image is decoded and hashed once by
+``edge-sealant data inspect`` renders it (``cli/data.py``). Each image is decoded and hashed once by
 :mod:`edge_sealant.data.fingerprint` (shared with the grouped splitter and the leak check).
 """
 
@@ -84,19 +84,39 @@ def audit_dataset(
     dataset: LabelledDataset, near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE, workers: int | None = None
 ) -> dict[str, Any]:
     """Decode every image once and report what could hurt training or inflate metrics."""
-    root = dataset.root
     entries = [(split, sample) for split in SPLITS for sample in dataset.splits.get(split, [])]
     entries += [(split, s) for split, v in dataset.splits.items() if split not in SPLITS for s in v]
     infos = fingerprints([sample.path for _, sample in entries], workers)
-
     present = [split for split, samples in dataset.splits.items() if samples]
     counts = dataset.counts()
     boxes, images_per_class, label_problems = _label_stats(dataset)
+    unreadable, sizes = _sizes_and_unreadable(entries, infos, present, dataset.root)
+    exact, near = _duplicate_pairs(entries, infos, dataset.root, near_duplicate_distance)
+    warnings = _warnings(dataset, counts, present, exact, near, near_duplicate_distance, unreadable, label_problems, images_per_class)
+    return {
+        "root": str(dataset.root),
+        "format": dataset.format,
+        "notes": list(dataset.notes),
+        "grouping": dict(dataset.grouping),
+        "class_names": list(dataset.class_names),
+        "normal_classes": list(dataset.normal_classes),
+        "splits": {split: counts[split] for split in present},
+        "boxes_per_class": boxes,
+        "images_per_class": images_per_class,
+        "image_size": sizes,
+        "unreadable": _capped(unreadable),
+        "label_problems": _capped(label_problems),
+        "duplicates": _duplicate_summary(exact, near, near_duplicate_distance),
+        "warnings": warnings,
+    }
 
+
+def _sizes_and_unreadable(
+    entries: list[tuple[str, Any]], infos: list[Any], present: list[str], root: Path
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Files that would not decode, and min/max size and channel counts per split."""
     unreadable = []
-    sizes: dict[str, dict[str, Any]] = {}
-    for split in present:
-        sizes[split] = {"min_hw": None, "max_hw": None, "channels": []}
+    sizes: dict[str, dict[str, Any]] = {split: {"min_hw": None, "max_hw": None, "channels": []} for split in present}
     channels_seen: dict[str, set[int]] = defaultdict(set)
     for (split, sample), info in zip(entries, infos):
         if info.error:
@@ -109,8 +129,13 @@ def audit_dataset(
         channels_seen[split].add(info.channels)
     for split in present:
         sizes[split]["channels"] = sorted(channels_seen[split])
+    return unreadable, sizes
 
-    # duplicates: identical bytes are exact; a small pHash distance is near
+
+def _duplicate_pairs(
+    entries: list[tuple[str, Any]], infos: list[Any], root: Path, near_duplicate_distance: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Exact (identical bytes) and near (small pHash distance) pairs, cross-split pairs first."""
     rel_paths = [_rel(sample.path, root) for _, sample in entries]
     splits_of = [split for split, _ in entries]
 
@@ -133,33 +158,20 @@ def audit_dataset(
             near.append({**pair(a, b), "distance": distance})
     exact.sort(key=lambda p: (not p["cross_split"], p["a"], p["b"]))
     near.sort(key=lambda p: (not p["cross_split"], p["distance"], p["a"], p["b"]))
+    return exact, near
+
+
+def _duplicate_summary(exact: list[dict], near: list[dict], near_duplicate_distance: int) -> dict[str, Any]:
     cross_exact = sum(p["cross_split"] for p in exact)
     cross_near = sum(p["cross_split"] for p in near)
-
-    warnings = _warnings(dataset, counts, present, exact, near, near_duplicate_distance, unreadable, label_problems, images_per_class)
     return {
-        "root": str(root),
-        "format": dataset.format,
-        "notes": list(dataset.notes),
-        "grouping": dict(dataset.grouping),
-        "class_names": list(dataset.class_names),
-        "normal_classes": list(dataset.normal_classes),
-        "splits": {split: counts[split] for split in present},
-        "boxes_per_class": boxes,
-        "images_per_class": images_per_class,
-        "image_size": sizes,
-        "unreadable": _capped(unreadable),
-        "label_problems": _capped(label_problems),
-        "duplicates": {
-            "exact": _capped(exact),
-            "near": _capped(near),
-            "cross_split_exact": cross_exact,
-            "cross_split_near": cross_near,
-            "within_split_exact": len(exact) - cross_exact,
-            "within_split_near": len(near) - cross_near,
-            "near_max_distance": near_duplicate_distance,
-        },
-        "warnings": warnings,
+        "exact": _capped(exact),
+        "near": _capped(near),
+        "cross_split_exact": cross_exact,
+        "cross_split_near": cross_near,
+        "within_split_exact": len(exact) - cross_exact,
+        "within_split_near": len(near) - cross_near,
+        "near_max_distance": near_duplicate_distance,
     }
 
 
@@ -210,116 +222,6 @@ def _warnings(
             if absent:
                 out.append(f"classes without {split} images (recall not measurable): {', '.join(absent)}")
     return out
-
-
-# ------------------------------------------------------------------------------ rendering
-def render_audit(report: dict[str, Any], console: Any) -> None:
-    """Compact rich rendering of :func:`audit_dataset`'s report."""
-    from rich.table import Table
-    from rich.text import Text
-
-    splits = report["splits"]
-    console.print(Text.assemble(("dataset ", "bold"), (report["root"], "cyan"), f"  ({report['format']})"))
-
-    table = Table(title="Images per split", title_justify="left", show_edge=False, pad_edge=False)
-    for col in ("split", "images", "normal", "defect", "defect share"):
-        table.add_column(col, justify="left" if col == "split" else "right")
-    total_n = total_d = 0
-    for split, c in splits.items():
-        n = c["normal"] + c["defect"]
-        total_n += c["normal"]
-        total_d += c["defect"]
-        table.add_row(split, str(n), str(c["normal"]), str(c["defect"]), f"{c['defect'] / n:.1%}" if n else "-")
-    total = total_n + total_d
-    table.add_row("all", str(total), str(total_n), str(total_d), f"{total_d / total:.1%}" if total else "-", style="bold")
-    console.print(table)
-
-    boxes, imgs = report["boxes_per_class"], report["images_per_class"]
-    classes = list(report["class_names"]) + sorted({c for v in boxes.values() for c in v} - set(report["class_names"]))
-    if classes and boxes:
-        table = Table(title="Boxes (images) per class", title_justify="left", show_edge=False, pad_edge=False)
-        table.add_column("class")
-        for split in boxes:
-            table.add_column(split, justify="right")
-        normal = set(report["normal_classes"])
-        for name in classes:
-            cells = [f"{boxes[s].get(name, 0)} ({imgs.get(s, {}).get(name, 0)})" for s in boxes]
-            label = f"{name} [dim](normal)[/]" if name in normal else name
-            table.add_row(label, *cells)
-        console.print(table)
-
-    table = Table(title="Image sizes", title_justify="left", show_edge=False, pad_edge=False)
-    for col in ("split", "min HxW", "max HxW", "channels"):
-        table.add_column(col, justify="left" if col == "split" else "right")
-    for split, s in report["image_size"].items():
-        fmt = lambda hw: f"{hw[0]}x{hw[1]}" if hw else "-"  # noqa: E731
-        table.add_row(split, fmt(s["min_hw"]), fmt(s["max_hw"]), ",".join(map(str, s["channels"])) or "-")
-    console.print(table)
-
-    def listing(title: str, items: list[str], style: str) -> None:
-        real = [i for i in items if not str(i).startswith("... and ")]
-        if not items:
-            return
-        console.print(Text(f"{title} ({_count(items)})", style=f"bold {style}"))
-        for item in real[:10]:
-            console.print(Text(f"  {item}", style=style))
-        if _count(items) > 10:
-            console.print(Text(f"  ... {_count(items) - 10} more (--json lists them)", style="dim"))
-
-    listing("Unreadable images", report["unreadable"], "red")
-    listing("Label problems", report["label_problems"], "yellow")
-
-    dup = report["duplicates"]
-    for kind in ("exact", "near"):
-        pairs = [p for p in dup[kind] if isinstance(p, dict)]
-        cross = dup[f"cross_split_{kind}"]
-        within = dup.get(f"within_split_{kind}", len(pairs) - cross)
-        if not pairs:
-            console.print(Text(f"{kind.capitalize()} duplicates: none", style="green"))
-            continue
-        style = "red" if cross else "yellow"
-        title = f"{kind.capitalize()} duplicates: {cross} cross-split pairs, {within} within a split"
-        if kind == "near":
-            title += f" (pHash distance <= {dup.get('near_max_distance', '?')})"
-        console.print(Text(title, style=f"bold {style}"))
-        table = Table(show_edge=False, pad_edge=False)
-        table.add_column("a", overflow="fold")
-        table.add_column("b", overflow="fold")
-        if kind == "near":
-            table.add_column("dist", justify="right")
-        for p in pairs[:10]:
-            row = [_short(p["a"]), _short(p["b"])] + ([str(p["distance"])] if kind == "near" else [])
-            table.add_row(*row, style=style if p["cross_split"] else "dim")
-        if cross + within > 10:
-            table.caption = f"first 10 of {cross + within} (--json lists them)"
-            table.caption_justify = "left"
-        console.print(table)
-
-    grouping = report.get("grouping") or {}
-    if grouping:
-        console.print(
-            Text(
-                f"split made here: {grouping['groups']} groups kept whole (largest {grouping['largest_group']}, "
-                f"{grouping['multi_image_groups']} with several images; near duplicates within pHash distance "
-                f"{grouping['near_max_distance']}{', --group-by ' + grouping['group_by'] if grouping.get('group_by') else ''})",
-                style="green",
-            )
-        )
-    for note in report["notes"]:
-        console.print(Text(f"note: {note}", style="dim"))
-    for warning in report["warnings"]:
-        console.print(Text(f"warning: {warning}", style="bold red" if "inflated" in warning else "yellow"))
-
-
-def _count(items: list[Any]) -> int:
-    if items and isinstance(items[-1], str) and items[-1].startswith("... and "):
-        return len(items) - 1 + int(items[-1].split()[2])
-    return len(items)
-
-
-def _short(path: str) -> str:
-    """Table display: 'images/train/x.jpg' -> 'train/x.jpg' (the JSON keeps the full path)."""
-    return path[len("images/") :] if path.startswith("images/") else path
 
 
 def duplicated_elsewhere(

@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_sealant.data.loading import label_path_for, load_dataset, parse_label_text
+from edge_sealant.data.labels import label_path_for, parse_label_text
+from edge_sealant.data.loading import load_dataset
 from edge_sealant.errors import EdgeSealantError
 
 REPO = Path(__file__).resolve().parents[1]

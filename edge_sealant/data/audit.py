@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from edge_sealant.data.fingerprint import NEAR_DUPLICATE_DISTANCE, fingerprints, near_pairs, popcount
-from edge_sealant.data.loading import label_path_for, read_label_file
+from edge_sealant.data.labels import label_path_for, read_label_file
+from edge_sealant.data.paths import relative
 from edge_sealant.data.types import SPLITS, LabelledDataset
 from edge_sealant.errors import EdgeSealantError
 
@@ -24,13 +25,6 @@ SPLIT_ORDER = {name: i for i, name in enumerate(SPLITS)}
 
 
 # ------------------------------------------------------------------------------ audit
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def _capped(items: list[Any]) -> list[Any]:
     if len(items) <= MAX_LISTED:
         return items
@@ -56,7 +50,7 @@ def _label_stats(dataset: LabelledDataset) -> tuple[dict, dict, list[str]]:
             label_files.add(label_path)
             label_dirs.add(label_path.parent)
             try:
-                parsed = read_label_file(label_path, None, _rel(label_path, dataset.root))
+                parsed = read_label_file(label_path, None, relative(label_path, dataset.root))
             except EdgeSealantError as exc:  # changed since loading
                 problems.append(str(exc))
                 continue
@@ -75,7 +69,7 @@ def _label_stats(dataset: LabelledDataset) -> tuple[dict, dict, list[str]]:
             continue
         for entry in os.scandir(folder):
             if entry.name.endswith(".txt") and entry.name != "classes.txt" and Path(entry.path) not in label_files:
-                orphans.append(f"{_rel(Path(entry.path), dataset.root)}: label file without an image")
+                orphans.append(f"{relative(Path(entry.path), dataset.root)}: label file without an image")
     problems.extend(sorted(orphans))
     return boxes, images, problems
 
@@ -120,7 +114,7 @@ def _sizes_and_unreadable(
     channels_seen: dict[str, set[int]] = defaultdict(set)
     for (split, sample), info in zip(entries, infos):
         if info.error:
-            unreadable.append(f"{_rel(sample.path, root)}: {info.error}")
+            unreadable.append(f"{relative(sample.path, root)}: {info.error}")
             continue
         entry = sizes[split]
         h, w = info.hw
@@ -136,7 +130,7 @@ def _duplicate_pairs(
     entries: list[tuple[str, Any]], infos: list[Any], root: Path, near_duplicate_distance: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Exact (identical bytes) and near (small pHash distance) pairs, cross-split pairs first."""
-    rel_paths = [_rel(sample.path, root) for _, sample in entries]
+    rel_paths = [relative(sample.path, root) for _, sample in entries]
     splits_of = [split for split, _ in entries]
 
     def pair(i: int, j: int) -> dict[str, Any]:

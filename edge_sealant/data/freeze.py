@@ -26,7 +26,8 @@ import yaml
 from edge_sealant.card import atomic_write_text, check_new_folder, normal_permissions
 from edge_sealant.data.fingerprint import fingerprints
 from edge_sealant.data.groups import grouped_split
-from edge_sealant.data.loading import SplitSettings, label_path_for, load_dataset
+from edge_sealant.data.labels import label_path_for
+from edge_sealant.data.loading import SplitSettings, load_dataset
 from edge_sealant.data.types import DEFECT, SPLITS, LabelledDataset, Sample
 
 MANIFEST = "split.json"

@@ -16,180 +16,22 @@ Layouts, tried in this order when DATA is a folder:
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from edge_sealant.data.imagefolder import imagefolder_splits
+from edge_sealant.data.labels import label_path_text, read_label_file
+from edge_sealant.data.paths import SPLIT_ALIASES, absolute, image_path_texts, is_image_name, relative
 from edge_sealant.data.types import DEFECT, NORMAL, SPLITS, LabelledDataset, Sample
 from edge_sealant.errors import EdgeSealantError
-from edge_sealant.preprocess import IMAGE_SUFFIXES
 
-COORD_TOLERANCE = 1e-6  # exports often write 1.0000001; clipped and reported, not fatal
 YAML_NAMES = ("data.yaml", "dataset.yaml")
-SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-NORMAL_ALIASES = frozenset({"normal", "good", "ok"})
-DEFECT_ALIASES = frozenset({"defect", "ng", "bad"})
-
-
-# ------------------------------------------------------------------------------ labels
-@dataclass
-class LabelFile:
-    """What one YOLO label file says: a class id per line, plus non-fatal problems."""
-
-    class_ids: list[int] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-
-def _label_path_str(image: str) -> str:
-    # strings, not pathlib: this runs once per image and must stay cheap for 10k images
-    head, name = os.path.split(image)
-    stem = os.path.splitext(name)[0]
-    marker = os.sep + "images" + os.sep
-    wrapped = os.sep + head + os.sep
-    i = wrapped.rfind(marker)
-    if i >= 0:
-        head = (wrapped[:i] + os.sep + "labels" + os.sep + wrapped[i + len(marker) :])[1:].rstrip(os.sep) or os.sep
-    return os.path.join(head, stem + ".txt")
-
-
-def label_path_for(image: Path) -> Path:
-    """YOLO convention: the last ``images`` path component becomes ``labels``, suffix ``.txt``."""
-    return Path(_label_path_str(str(image)))
-
-
-def parse_label_text(text: str, n_classes: int | None, where: str) -> LabelFile:
-    """Parse detection (``cls cx cy w h``) and segmentation (``cls x1 y1 ... xn yn``) lines.
-
-    ``where`` names the file in messages. Fatal problems raise; clipped coordinates,
-    zero-sized boxes and repeated lines are returned in ``problems``.
-    """
-    out = LabelFile()
-    seen: dict[str, int] = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        parts = raw.split()
-        if not parts:
-            continue
-        n = len(parts)
-        if n != 5 and not (n >= 7 and n % 2 == 1):
-            raise EdgeSealantError(
-                f"{where}:{lineno}: {n} fields; expected 5 (class cx cy w h) or a class and an even number >= 6 of polygon coordinates"
-            )
-        try:
-            cls_value = float(parts[0])
-        except ValueError:
-            raise EdgeSealantError(f"{where}:{lineno}: class id {parts[0]!r} is not a number") from None
-        if not math.isfinite(cls_value) or not cls_value.is_integer() or cls_value < 0:
-            raise EdgeSealantError(f"{where}:{lineno}: class id {parts[0]} is not a non-negative integer")
-        cls = int(cls_value)
-        if n_classes is not None and cls >= n_classes:
-            raise EdgeSealantError(f"{where}:{lineno}: class id {cls} out of range (names has {n_classes} classes)")
-        clipped = False
-        try:
-            coords = [float(v) for v in parts[1:]]
-        except ValueError:
-            bad = next(v for v in parts[1:] if not _is_float(v))
-            raise EdgeSealantError(f"{where}:{lineno}: coordinate {bad!r} is not a number") from None
-        if not (0.0 <= min(coords) and max(coords) <= 1.0) or any(c != c for c in coords):  # slow path; c != c: nan
-            for k, value in enumerate(coords):
-                if 0.0 <= value <= 1.0:
-                    continue
-                if -COORD_TOLERANCE <= value <= 1.0 + COORD_TOLERANCE:
-                    clipped = True
-                    coords[k] = min(max(value, 0.0), 1.0)
-                else:
-                    raise EdgeSealantError(
-                        f"{where}:{lineno}: coordinate {parts[k + 1]} outside [0, 1] (YOLO coordinates are normalised to the image size)"
-                    )
-        if clipped:
-            out.problems.append(f"{where}:{lineno}: coordinates slightly outside [0, 1] clipped")
-        if n == 5 and (coords[2] <= 0.0 or coords[3] <= 0.0):
-            out.problems.append(f"{where}:{lineno}: box has zero width or height")
-        key = " ".join(parts)
-        if key in seen:
-            out.problems.append(f"{where}:{lineno}: duplicate of line {seen[key]}")
-        else:
-            seen[key] = lineno
-        out.class_ids.append(cls)
-    return out
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def read_label_file(path: str | Path, n_classes: int | None, where: str) -> LabelFile | None:
-    """Parse a label file; None when it does not exist (the image is normal)."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        raise EdgeSealantError(f"{where}: is a folder, expected a label file") from None
-    except OSError as exc:
-        raise EdgeSealantError(f"{where}: cannot read ({exc.strerror or exc})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise EdgeSealantError(f"{where}: not a text label file (not UTF-8)") from None
-    return parse_label_text(text, n_classes, where)
-
-
-# ------------------------------------------------------------------------------ helpers
-def _rel(path: str | Path, root: str | Path) -> str:
-    """``path`` relative to the dataset root (POSIX separators) for messages, else as is."""
-    text, prefix = str(path), str(root).rstrip(os.sep) + os.sep
-    if text.startswith(prefix):
-        return text[len(prefix) :].replace(os.sep, "/")
-    return text
-
-
-def _abspath(path: str | Path) -> Path:
-    return Path(os.path.abspath(os.path.expanduser(str(path))))
-
-
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
-
-
-def scan_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive, hidden files skipped), sorted."""
-    return [Path(p) for p in _scan(folder)]
-
-
-def _scan(folder: str | Path) -> list[str]:
-    found: list[str] = []
-    stack = [str(folder)]
-    visited: set[str] = set()
-    while stack:
-        current = stack.pop()
-        real = os.path.realpath(current)
-        if real in visited:  # symlink loops
-            continue
-        visited.add(real)
-        try:
-            entries = list(os.scandir(current))
-        except OSError as exc:
-            raise EdgeSealantError(f"{current}: cannot list folder ({exc.strerror or exc})") from None
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                stack.append(entry.path)
-            elif _is_image_name(entry.name):
-                found.append(entry.path)
-    return sorted(found)
-
 
 def _yaml_key_line(text: str, key: str) -> int | None:
     match = re.search(rf"^{re.escape(key)}\s*:", text, flags=re.MULTILINE)
@@ -322,7 +164,7 @@ def _resolve_root(data: dict[str, Any], yaml_path: Path, name: str, text: str, n
     candidates = [
         (yaml_dir / given, "the yaml folder"),
         (yaml_dir.parent / given, "the yaml folder's parent (Ultralytics-style)"),
-        (_abspath(Path.cwd()) / given, "the current folder"),
+        (absolute(Path.cwd()) / given, "the current folder"),
     ]
     existing = [(Path(os.path.normpath(c)), how) for c, how in candidates if c.is_dir()]
     if not existing:
@@ -359,7 +201,7 @@ def _find_entry(root: Path, entry: str) -> tuple[Path | None, str | None]:
 
 
 def _images_from_list(list_file: Path, root: Path) -> list[str]:
-    where = _rel(list_file, root)
+    where = relative(list_file, root)
     try:
         text = list_file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -398,10 +240,10 @@ def _images_for_split(
         if note:
             notes.append(f"{split}: {note}")
         if found.is_dir():
-            images.extend(_scan(found))
+            images.extend(image_path_texts(found))
         elif found.suffix.lower() == ".txt":
             images.extend(_images_from_list(found, root))
-        elif _is_image_name(found.name):
+        elif is_image_name(found.name):
             images.append(str(found))
         else:
             raise EdgeSealantError(f"{_at(name, text, split)}: {split} path '{entry}' is neither a folder, a .txt list nor an image")
@@ -433,15 +275,15 @@ def _yolo_samples(
         rows = []
         with_labels = 0
         for image in images:
-            label_path = _label_path_str(image)
-            labels = read_label_file(label_path, n_classes, _rel(label_path, root)) if may_exist(label_path) else None
+            label_path = label_path_text(image)
+            labels = read_label_file(label_path, n_classes, relative(label_path, root)) if may_exist(label_path) else None
             ids = labels.class_ids if labels is not None else []
             with_labels += labels is not None
             if ids:
                 max_id = max(max_id, max(ids))
             rows.append((image, ids))
         if images and not with_labels:
-            example = _rel(_label_path_str(images[0]), root)
+            example = relative(label_path_text(images[0]), root)
             notes.append(f"{split}: no label files found (looked for e.g. {example}): all {len(images)} images count as normal")
         parsed[split] = rows
     if class_names is None:
@@ -493,7 +335,7 @@ def _load_yolo_yaml(yaml_path: Path, normal_classes: list[str], notes: list[str]
         raise EdgeSealantError(f"{name}: missing key 'train' (a folder, a .txt list of images, or a list of those)")
     class_names = _class_names_from_yaml(data, name, text)
     _check_normal_classes(normal_classes, class_names, _at(name, text, "names"))
-    abs_yaml = _abspath(yaml_path)
+    abs_yaml = absolute(yaml_path)
     root = _resolve_root(data, abs_yaml, name, text, notes)
     images = {}
     for split in SPLITS:
@@ -515,81 +357,26 @@ def _yolo_without_yaml(
         for child in sorted(image_dir.iterdir()):
             split = SPLIT_ALIASES.get(child.name.lower())
             if child.is_dir() and split:
-                images.setdefault(split, []).extend(_scan(child))
+                images.setdefault(split, []).extend(image_path_texts(child))
         if not images:
-            images["train"] = _scan(image_dir)
+            images["train"] = image_path_texts(image_dir)
     else:
         for child in sorted(root.iterdir()):
             split = SPLIT_ALIASES.get(child.name.lower())
             if child.is_dir() and split and (child / "images").is_dir():
-                images.setdefault(split, []).extend(_scan(child / "images"))
+                images.setdefault(split, []).extend(image_path_texts(child / "images"))
     if not any(images.values()):
         return None
     class_names = None
     for candidate in (root / "classes.txt", root / "labels" / "classes.txt"):
         if candidate.is_file():
             class_names = [ln.strip() for ln in candidate.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
-            notes.append(f"no data.yaml: class names from {_rel(candidate, root)}")
+            notes.append(f"no data.yaml: class names from {relative(candidate, root)}")
             break
     _check_normal_classes(normal_classes, class_names, "classes.txt")
     if "train" not in images or not images["train"]:
         raise EdgeSealantError(f"{root}: YOLO images/ layout has no train images")
     return _yolo_samples(images, root, class_names, normal_classes, notes)
-
-
-# ------------------------------------------------------------------------------ ImageFolder
-def _class_dirs(folder: Path) -> dict[int, list[Path]]:
-    out: dict[int, list[Path]] = {}
-    for child in sorted(folder.iterdir()):
-        if not child.is_dir():
-            continue
-        key = child.name.lower()
-        if key in NORMAL_ALIASES:
-            out.setdefault(NORMAL, []).append(child)
-        elif key in DEFECT_ALIASES:
-            out.setdefault(DEFECT, []).append(child)
-    return out
-
-
-def _imagefolder(root: Path, notes: list[str]) -> dict[str, list[Sample]] | None:
-    split_dirs: dict[str, list[Path]] = defaultdict(list)
-    for child in sorted(root.iterdir()):
-        split = SPLIT_ALIASES.get(child.name.lower())
-        if child.is_dir() and split:
-            split_dirs[split].append(child)
-    layout: dict[str, dict[int, list[Path]]] = {}
-    for split, dirs in split_dirs.items():
-        merged: dict[int, list[Path]] = {}
-        for d in dirs:
-            for label, class_dirs in _class_dirs(d).items():
-                merged.setdefault(label, []).extend(class_dirs)
-        if merged:
-            layout[split] = merged
-    if not layout:
-        top = _class_dirs(root)
-        if not top:
-            return None
-        layout = {"train": top}
-        notes.append("ImageFolder without split folders: all images start in train")
-    splits: dict[str, list[Sample]] = {}
-    for split, by_label in layout.items():
-        samples = []
-        for label, dirs in by_label.items():
-            for d in dirs:
-                samples.extend(Sample(path=p, label=label) for p in scan_images(d))
-        splits[split] = samples
-    ignored = sorted(
-        _rel(c, root)
-        for split, dirs in split_dirs.items()
-        for d in dirs
-        for c in d.iterdir()
-        if c.is_dir() and c.name.lower() not in NORMAL_ALIASES | DEFECT_ALIASES
-    )
-    if ignored:
-        notes.append(f"ignored folders that are neither normal nor defect: {', '.join(ignored[:5])}" + (" ..." if len(ignored) > 5 else ""))
-    if not splits.get("train"):
-        raise EdgeSealantError(f"{root}: ImageFolder layout has no train images (splits: {', '.join(splits) or 'none'})")
-    return splits
 
 
 # ------------------------------------------------------------------------------ entry point
@@ -623,6 +410,37 @@ def _dedupe(splits: dict[str, list[Sample]], root: Path, notes: list[str]) -> di
     return out
 
 
+def _read_layout(
+    source: Path, yaml_path: Path | None, normal: list[str], notes: list[str]
+) -> tuple[Path, str, list[str], list[str], dict[str, list[Sample]]]:
+    """(root, format, class names, normal classes, samples per split) of the first layout that fits."""
+    if yaml_path is not None:
+        if yaml_path is not source:
+            notes.append(f"using {yaml_path.name}")
+        root, class_names, normal, splits = _load_yolo_yaml(yaml_path, normal, notes)
+        fmt = "yolo"
+    else:
+        root = absolute(source)
+        splits = imagefolder_splits(root, notes)
+        if splits is not None:
+            fmt, class_names = "imagefolder", []
+            if normal:
+                raise EdgeSealantError(
+                    f"{source}: normal classes name YOLO classes; an ImageFolder dataset says normal/defect by folder"
+                )
+        else:
+            found = _yolo_without_yaml(root, normal, notes)
+            if found is None:
+                yamls = [p.name for p in root.iterdir() if p.suffix.lower() in (".yaml", ".yml")]
+                hint = f" (several yaml files: {', '.join(sorted(yamls))}; pass one)" if len(yamls) > 1 else ""
+                raise EdgeSealantError(
+                    f"{source}: no images found: expected a data.yaml, {{train,val,test}}/{{normal,defect}}/ folders or images/ + labels/{hint}"
+                )
+            (splits, class_names), fmt = found, "yolo"
+            notes.append("no data.yaml: YOLO images/ + labels/ layout")
+    return root, fmt, class_names, normal, splits
+
+
 def load_dataset(
     source: str | Path,
     normal_classes: Iterable[str] | None = None,
@@ -650,30 +468,7 @@ def load_dataset(
     yaml_path = source if source.is_file() else _find_yaml(source)
     if source.is_file() and source.suffix.lower() not in (".yaml", ".yml"):
         raise EdgeSealantError(f"{source}: expected a YOLO data.yaml or a dataset folder")
-    if yaml_path is not None:
-        if yaml_path is not source:
-            notes.append(f"using {yaml_path.name}")
-        root, class_names, normal, splits = _load_yolo_yaml(yaml_path, normal, notes)
-        fmt = "yolo"
-    else:
-        root = _abspath(source)
-        splits = _imagefolder(root, notes)
-        if splits is not None:
-            fmt, class_names = "imagefolder", []
-            if normal:
-                raise EdgeSealantError(
-                    f"{source}: normal classes name YOLO classes; an ImageFolder dataset says normal/defect by folder"
-                )
-        else:
-            found = _yolo_without_yaml(root, normal, notes)
-            if found is None:
-                yamls = [p.name for p in root.iterdir() if p.suffix.lower() in (".yaml", ".yml")]
-                hint = f" (several yaml files: {', '.join(sorted(yamls))}; pass one)" if len(yamls) > 1 else ""
-                raise EdgeSealantError(
-                    f"{source}: no images found: expected a data.yaml, {{train,val,test}}/{{normal,defect}}/ folders or images/ + labels/{hint}"
-                )
-            (splits, class_names), fmt = found, "yolo"
-            notes.append("no data.yaml: YOLO images/ + labels/ layout")
+    root, fmt, class_names, normal, splits = _read_layout(source, yaml_path, normal, notes)
     for split in SPLITS:
         if split in splits and not splits[split]:
             notes.append(f"{split} split is empty")

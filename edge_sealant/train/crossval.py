@@ -77,37 +77,75 @@ def train_folds(options: TrainOptions, progress: TrainProgress | None = None) ->
         f"{options.folds}-fold cross-validation on train+val: {len(loaded.samples)} images in {grouping.n_groups} groups "
         f"(largest {grouping.largest}); fold sizes {[len(h) for h in held_out]}"
     )
-    curves, scores_by_fold, fold_seconds = [], [], []
-    for k, held in enumerate(held_out):
-        rest = sorted(set(range(len(loaded.samples))) - set(held))
-        progress.message(f"fold {k + 1}/{options.folds}: train {len(rest)}, held out {len(held)}")
-        trainer = Trainer(_fold_options(options, run / "folds" / f"fold{k}"), progress, dataset=dataset,
-                          data=TrainData(subset(loaded, rest), subset(loaded, held)))
-        result = trainer.fit()
-        curves.append([h["val_auroc"] for h in trainer.history])
-        scores_by_fold.append(np.stack(trainer.val_scores))
-        fold_seconds.append(result.seconds)
-        for name in (BEST, LAST):  # the fold models are not deployed; their scores are kept
-            (trainer.run / name).unlink(missing_ok=True)
-
-    curve_array = np.array(curves, dtype=np.float64)
-    best = choose_epochs(curve_array, options.probe_epochs)
-    labels = loaded.labels
-    oof = np.empty(len(labels))
-    for held, scores in zip(held_out, scores_by_fold):
-        oof[held] = scores[best]
-    choice = {**threshold_choice(labels, oof, options.threshold_policy).to_dict(), "chosen_on": "out-of-fold scores"}
-    pooled = with_intervals(binary_metrics(labels, oof, choice["threshold"]), labels, oof)
+    folds_run = _train_each_fold(options, progress, dataset, loaded, held_out)
+    best = choose_epochs(np.array(folds_run.curves, dtype=np.float64), options.probe_epochs)
+    oof = folds_run.out_of_fold(held_out, best, len(loaded.samples))
+    choice = {**threshold_choice(loaded.labels, oof, options.threshold_policy).to_dict(), "chosen_on": "out-of-fold scores"}
+    pooled = with_intervals(binary_metrics(loaded.labels, oof, choice["threshold"]), loaded.labels, oof)
     pooled["role"] = "selection"
-    fold_aurocs = [float(curve_array[k, best]) for k in range(len(held_out))]
+    fold_aurocs = [float(curve[best]) for curve in folds_run.curves]
     _write_oof(run / "folds" / "oof.csv", loaded, held_out, oof)
     progress.message(
         f"cross-validation: epoch {best + 1} best; fold AUROC {np.mean(fold_aurocs):.4f} +- {np.std(fold_aurocs):.4f}, "
         f"pooled out-of-fold AUROC {pooled['auroc']:.4f} [{pooled['auroc_ci'][0]:.4f}, {pooled['auroc_ci'][1]:.4f}]"
     )
+    record = {
+        "k": options.folds,
+        "grouping": grouping.summary(),
+        "fold_sizes": [len(h) for h in held_out],
+        "epoch_curves": folds_run.curves,
+        "chosen_epochs": best + 1,
+        "fold_auroc": fold_aurocs,
+        "fold_auroc_mean": float(np.mean(fold_aurocs)),
+        "fold_auroc_std": float(np.std(fold_aurocs)),
+        "fold_seconds": [round(s, 1) for s in folds_run.seconds],
+    }
+    return _train_final_model(options, progress, dataset, loaded, best, choice, pooled, record)
 
-    progress.message(f"final model: all {len(labels)} images of train+val, stopped after epoch {best + 1} of the same schedule")
-    final = Trainer(_fold_options(options, run, stop_after=best + 1), progress, dataset=dataset, data=TrainData(loaded, None))
+
+@dataclasses.dataclass
+class _FoldScores:
+    curves: list[list[float]]  # per fold: held-out AUROC after each epoch
+    scores: list[np.ndarray]  # per fold: epochs x held-out images probabilities
+    seconds: list[float]
+
+    def out_of_fold(self, held_out: list[list[int]], epoch: int, n: int) -> np.ndarray:
+        """Every image's probability from the fold model that did not see it, after ``epoch``."""
+        oof = np.empty(n)
+        for held, scores in zip(held_out, self.scores):
+            oof[held] = scores[epoch]
+        return oof
+
+
+def _train_each_fold(
+    options: TrainOptions, progress: TrainProgress, dataset: Any, loaded: LoadedImages, held_out: list[list[int]]
+) -> _FoldScores:
+    """Step 2: one model per fold, full schedule; keeps the held-out scores of every epoch."""
+    run = Path(options.out)
+    result = _FoldScores([], [], [])
+    for k, held in enumerate(held_out):
+        rest = sorted(set(range(len(loaded.samples))) - set(held))
+        progress.message(f"fold {k + 1}/{options.folds}: train {len(rest)}, held out {len(held)}")
+        trainer = Trainer(_fold_options(options, run / "folds" / f"fold{k}"), progress, dataset=dataset,
+                          data=TrainData(subset(loaded, rest), subset(loaded, held)))
+        fitted = trainer.fit()
+        result.curves.append([h["val_auroc"] for h in trainer.history])
+        result.scores.append(np.stack(trainer.val_scores))
+        result.seconds.append(fitted.seconds)
+        for name in (BEST, LAST):  # the fold models are not deployed; their scores are kept
+            (trainer.run / name).unlink(missing_ok=True)
+    return result
+
+
+def _train_final_model(
+    options: TrainOptions, progress: TrainProgress, dataset: Any, loaded: LoadedImages, best: int,
+    choice: dict[str, Any], pooled: dict[str, Any], record: dict[str, Any],
+) -> TrainResult:
+    """Step 4: all of train+val, stopped after the chosen epoch; threshold from the OOF scores."""
+    n = len(loaded.samples)
+    progress.message(f"final model: all {n} images of train+val, stopped after epoch {best + 1} of the same schedule")
+    final = Trainer(_fold_options(options, Path(options.out), stop_after=best + 1), progress, dataset=dataset,
+                    data=TrainData(loaded, None))
     final.fixed_choice = choice
     final.card.metrics = {"oof": pooled, "operating_point": choice}
     final.extra_train_info = {
@@ -115,16 +153,8 @@ def train_folds(options: TrainOptions, progress: TrainProgress | None = None) ->
         "selection_splits": [],
         "training_splits": ["train", "val"],
         "folds": {
-            "k": options.folds,
-            "grouping": grouping.summary(),
-            "fold_sizes": [len(h) for h in held_out],
-            "epoch_curves": curves,
-            "chosen_epochs": best + 1,
-            "fold_auroc": fold_aurocs,
-            "fold_auroc_mean": float(np.mean(fold_aurocs)),
-            "fold_auroc_std": float(np.std(fold_aurocs)),
-            "fold_seconds": [round(s, 1) for s in fold_seconds],
-            "final_model": f"retrained on all of train+val ({len(labels)} images) for {best + 1} epochs of the {options.epochs}-epoch schedule; "
+            **record,
+            "final_model": f"retrained on all of train+val ({n} images) for {best + 1} epochs of the {options.epochs}-epoch schedule; "
             "threshold and epochs chosen on out-of-fold scores",
         },
     }

@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from edge_sealant.card import ModelCard
 from edge_sealant.data.types import Sample
 from edge_sealant.errors import EdgeSealantError
-from edge_sealant.preprocess import load_for_model
+from edge_sealant.data.masks import region_mask
+from edge_sealant.preprocess import load_with_box
 
 
 @dataclass
@@ -27,15 +28,27 @@ class LoadedImages:
     images: np.ndarray  # N x H x W x 3 uint8, in card.channel_order
     samples: list[Sample]
     skipped: list[str]
+    masks: Optional[np.ndarray] = None  # N x H x W uint8 defect masks (data.masks), when asked for
 
     @property
     def labels(self) -> np.ndarray:
         return np.array([s.label for s in self.samples], dtype=np.int64)
 
+    @property
+    def has_geometry(self) -> np.ndarray:
+        """Per image: whether its mask is known (normal, or a defect with regions)."""
+        return np.array([s.has_geometry for s in self.samples], dtype=bool)
 
-def check_fits_in_memory(count: int, size: tuple[int, int], share: float = 0.8) -> None:
+    def subset(self, indices: Sequence[int]) -> LoadedImages:
+        """The images at ``indices`` (one decode shared, no re-reading)."""
+        indices = list(indices)
+        masks = self.masks[indices] if self.masks is not None else None
+        return LoadedImages(self.images[indices], [self.samples[i] for i in indices], [], masks)
+
+
+def check_fits_in_memory(count: int, size: tuple[int, int], share: float = 0.8, channels: int = 3) -> None:
     """Refuse, before decoding, a preload that cannot fit in this machine's memory."""
-    needed = count * size[0] * size[1] * 3
+    needed = count * size[0] * size[1] * channels
     try:
         total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not on every platform
@@ -47,23 +60,31 @@ def check_fits_in_memory(count: int, size: tuple[int, int], share: float = 0.8) 
         )
 
 
-def load_images(samples: Sequence[Sample], card: ModelCard, workers: int | None = None) -> LoadedImages:
-    """Decode and resize ``samples`` in parallel (OpenCV releases the GIL)."""
-    check_fits_in_memory(len(samples), card.input_size)
+def load_images(samples: Sequence[Sample], card: ModelCard, workers: int | None = None, masks: bool = False) -> LoadedImages:
+    """Decode and resize ``samples`` in parallel (OpenCV releases the GIL).
+
+    With ``masks``, each image's defect regions are drawn into an input-sized mask through
+    the same resize (stretch or letterbox) as its pixels.
+    """
+    check_fits_in_memory(len(samples), card.input_size, channels=4 if masks else 3)
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
 
-    def one(sample: Sample) -> np.ndarray | str:
+    def one(sample: Sample) -> tuple[np.ndarray, np.ndarray | None] | str:
         try:
-            return load_for_model(sample.path, card.input_size, card.resize_mode, card.channel_order)
+            image, box = load_with_box(sample.path, card.input_size, card.resize_mode, card.channel_order)
         except EdgeSealantError as exc:
             return str(exc)
+        return image, region_mask(sample.regions, card.input_size, box) if masks else None
 
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(one, samples))
-    kept = [(s, r) for s, r in zip(samples, results) if isinstance(r, np.ndarray)]
+    kept = [(s, r) for s, r in zip(samples, results) if not isinstance(r, str)]
     skipped = [r for r in results if isinstance(r, str)]
     height, width = card.input_size
     images = np.empty((len(kept), height, width, 3), dtype=np.uint8)
-    for index, (_, image) in enumerate(kept):
+    mask_array = np.zeros((len(kept), height, width), dtype=np.uint8) if masks else None
+    for index, (_, (image, mask)) in enumerate(kept):
         images[index] = image
-    return LoadedImages(images=images, samples=[s for s, _ in kept], skipped=skipped)
+        if mask_array is not None:
+            mask_array[index] = mask
+    return LoadedImages(images=images, samples=[s for s, _ in kept], skipped=skipped, masks=mask_array)

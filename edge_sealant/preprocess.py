@@ -79,6 +79,16 @@ def fitted_size(src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: str) -> 
     return max(1, round(src_hw[0] * scale)), max(1, round(src_hw[1] * scale))
 
 
+def content_box(src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: str) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the image content inside the model input.
+
+    Stretch fills the input; letterbox centres the aspect-preserving resize on a grey canvas,
+    exactly as :func:`resize` does. Label geometry and heatmap regions map through this box.
+    """
+    new_h, new_w = fitted_size(src_hw, dst_hw, mode)
+    return (dst_hw[0] - new_h) // 2, (dst_hw[1] - new_w) // 2, new_h, new_w
+
+
 def reduction_factor(src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: str = "stretch") -> int:
     """Largest libjpeg scale (1, 2, 4, 8) that still leaves at least the target pixels."""
     want_h, want_w = fitted_size(src_hw, dst_hw, mode)
@@ -136,7 +146,7 @@ def resize(image: np.ndarray, target_hw: tuple[int, int], mode: str = "stretch")
     if mode == "stretch":
         return image
     canvas = np.full((dst_h, dst_w, 3), LETTERBOX_FILL, dtype=np.uint8)
-    top, left = (dst_h - new_h) // 2, (dst_w - new_w) // 2
+    top, left, _, _ = content_box((src_h, src_w), target_hw, mode)
     canvas[top : top + new_h, left : left + new_w] = image
     return canvas
 
@@ -188,6 +198,16 @@ def load_for_model(
     ``source`` is a path, encoded bytes (``bytes``, ``bytearray`` or ``memoryview``), or a
     decoded BGR (OpenCV convention) array. Every problem is one :class:`EdgeSealantError`.
     """
+    return load_with_box(source, target_hw, mode, channel_order)[0]
+
+
+def load_with_box(
+    source: ImageSource,
+    target_hw: tuple[int, int],
+    mode: str = "stretch",
+    channel_order: str = "RGB",
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """:func:`load_for_model` plus the :func:`content_box` the image landed in."""
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8:
             raise EdgeSealantError(f"image array must be uint8, got {source.dtype}")
@@ -198,7 +218,10 @@ def load_for_model(
         image = decode(read_bytes(source), target_hw, mode, name=str(source))
     else:
         raise EdgeSealantError(f"cannot read an image from {type(source).__name__}: give a path, encoded bytes or a uint8 array")
+    # A reduced JPEG decode keeps the aspect ratio (to a pixel), so the box is the same as
+    # the full-size image's.
+    box = content_box(image.shape[:2], target_hw, mode)
     image = resize(image, target_hw, mode)
     if channel_order == "RGB":
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(image), box

@@ -18,12 +18,32 @@ from edge_sealant.errors import EdgeSealantError
 COORD_TOLERANCE = 1e-6  # exports often write 1.0000001; clipped and reported, not fatal
 
 
+@dataclass(frozen=True)
+class Shape:
+    """One label line: a class id and its normalised geometry.
+
+    ``points`` is ``(cx, cy, w, h)`` for a box, ``(x1, y1, ..., xn, yn)`` for a polygon
+    (n >= 3), every value in [0, 1] relative to the image's width and height.
+    """
+
+    class_id: int
+    points: tuple[float, ...]
+
+    @property
+    def kind(self) -> str:
+        return "box" if len(self.points) == 4 else "polygon"
+
+
 @dataclass
 class LabelFile:
-    """What one YOLO label file says: a class id per line, plus non-fatal problems."""
+    """What one YOLO label file says: one shape per line, plus non-fatal problems."""
 
-    class_ids: list[int] = field(default_factory=list)
+    shapes: list[Shape] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def class_ids(self) -> list[int]:
+        return [shape.class_id for shape in self.shapes]
 
 
 def label_path_text(image: str) -> str:
@@ -95,7 +115,7 @@ def parse_label_text(text: str, n_classes: int | None, where: str) -> LabelFile:
             out.problems.append(f"{where}:{lineno}: duplicate of line {seen[key]}")
         else:
             seen[key] = lineno
-        out.class_ids.append(cls)
+        out.shapes.append(Shape(cls, tuple(coords)))
     return out
 
 

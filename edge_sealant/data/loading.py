@@ -26,9 +26,9 @@ from typing import Any, Iterable
 import yaml
 
 from edge_sealant.data.imagefolder import imagefolder_splits
-from edge_sealant.data.labels import label_path_text, read_label_file
+from edge_sealant.data.labels import Shape, label_path_text, read_label_file
 from edge_sealant.data.paths import SPLIT_ALIASES, absolute, image_path_texts, is_image_name, relative
-from edge_sealant.data.types import DEFECT, NORMAL, SPLITS, LabelledDataset, Sample
+from edge_sealant.data.types import DEFECT, NORMAL, SPLITS, LabelledDataset, Region, Sample
 from edge_sealant.errors import EdgeSealantError
 
 YAML_NAMES = ("data.yaml", "dataset.yaml")
@@ -277,11 +277,11 @@ def _yolo_samples(
         for image in images:
             label_path = label_path_text(image)
             labels = read_label_file(label_path, n_classes, relative(label_path, root)) if may_exist(label_path) else None
-            ids = labels.class_ids if labels is not None else []
+            shapes = labels.shapes if labels is not None else []
             with_labels += labels is not None
-            if ids:
-                max_id = max(max_id, max(ids))
-            rows.append((image, ids))
+            if shapes:
+                max_id = max(max_id, max(shape.class_id for shape in shapes))
+            rows.append((image, shapes))
         if images and not with_labels:
             example = relative(label_path_text(images[0]), root)
             notes.append(f"{split}: no label files found (looked for e.g. {example}): all {len(images)} images count as normal")
@@ -298,12 +298,25 @@ def _yolo_samples(
     splits: dict[str, list[Sample]] = {}
     for split, rows in parsed.items():
         samples = []
-        for image, ids in rows:
-            defect_ids = {c for c in ids if c not in normal_ids}
-            names = tuple(sorted({class_names[c] if c < len(class_names) else str(c) for c in defect_ids}))
-            samples.append(Sample(path=Path(image), label=DEFECT if defect_ids else NORMAL, defect_classes=names, boxes=len(ids)))
+        for image, shapes in rows:
+            samples.append(_sample(image, shapes, class_names, normal_ids))
         splits[split] = samples
     return splits, class_names
+
+
+def _sample(image: str, shapes: list[Shape], class_names: list[str], normal_ids: set[int]) -> Sample:
+    """An image's label and defect regions from its label lines (normal-class shapes ignored)."""
+    def name(class_id: int) -> str:
+        return class_names[class_id] if class_id < len(class_names) else str(class_id)
+
+    defects = [shape for shape in shapes if shape.class_id not in normal_ids]
+    return Sample(
+        path=Path(image),
+        label=DEFECT if defects else NORMAL,
+        defect_classes=tuple(sorted({name(shape.class_id) for shape in defects})),
+        boxes=len(shapes),
+        regions=tuple(Region(name(shape.class_id), shape.kind, shape.points) for shape in defects),
+    )
 
 
 def _check_normal_classes(normal_classes: list[str], class_names: list[str] | None, where: str) -> None:

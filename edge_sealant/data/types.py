@@ -12,17 +12,34 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
+class Region:
+    """Where a defect is: a YOLO box ``(cx, cy, w, h)`` or polygon ``(x1, y1, ...)``, normalised."""
+
+    class_name: str
+    kind: str  # "box" or "polygon"
+    points: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Sample:
     """One image and its image-level label.
 
     ``label`` is 1 (defect) when the image has at least one box/polygon of a defect class.
     ``defect_classes`` holds the YOLO class names present (for per-class recall).
+    ``regions`` are the defect boxes/polygons (empty for normal images and for defects known
+    only by their image label, e.g. an ImageFolder ``defect/`` folder).
     """
 
     path: Path
     label: int
     defect_classes: tuple[str, ...] = ()
     boxes: int = 0
+    regions: tuple[Region, ...] = ()
+
+    @property
+    def has_geometry(self) -> bool:
+        """Whether a defect map can be drawn: normal images (all clear) or defects with regions."""
+        return self.label == NORMAL or bool(self.regions)
 
 
 @dataclass

@@ -44,7 +44,7 @@ from edge_sealant.models.lite0 import (
     is_package_state_dict,
     load_exact,
 )
-from edge_sealant.models.net import InspectionNet
+from edge_sealant.models.net import InspectionNet, find_taps
 
 DEFAULT_MODEL = "efficientnet_lite0"
 DEFAULT_SIZE = (512, 192)
@@ -153,23 +153,33 @@ def build_backbone(name: str, pretrained: Union[str, Path] = "imagenet") -> nn.M
     return model
 
 
-def build_inspection_net(name: str, pretrained: Union[str, Path] = "imagenet") -> InspectionNet:
-    """``build_backbone`` wrapped with the model's mean/std: float NCHW [0, 255] -> N logits."""
+def build_inspection_net(name: str, pretrained: Union[str, Path] = "imagenet", heatmap: bool = False) -> InspectionNet:
+    """``build_backbone`` wrapped with the model's mean/std: float NCHW [0, 255] -> N logits.
+
+    ``heatmap``: add the dense defect head at stride 16 and the score fusion
+    (:class:`~edge_sealant.models.net.HeatmapHead`), for training from boxes/polygons.
+    """
     spec = get_spec(name)
-    return InspectionNet(build_backbone(name, pretrained), spec.mean, spec.std)
+    backbone = build_backbone(name, pretrained)
+    taps = find_taps(backbone, spec.family) if heatmap else None
+    return InspectionNet(backbone, spec.mean, spec.std, family=spec.family, taps=taps)
 
 
 def split_parameters(net: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(head, body) parameters of an InspectionNet or bare backbone.
 
     The head is the final single-output ``nn.Linear`` (freshly initialised when the body is
-    pretrained); train it alone for a linear probe (body frozen, and in eval mode so that
-    BatchNorm statistics stay put), then everything for the full fine-tune.
+    pretrained), plus the heatmap head and score fusion of a heatmap net; train it alone for
+    a linear probe (body frozen, and in eval mode so that BatchNorm statistics stay put),
+    then everything for the full fine-tune.
     """
     heads = [m for m in net.modules() if isinstance(m, nn.Linear) and m.out_features == 1]
     if len(heads) != 1:
         raise EdgeSealantError(f"expected one single-logit head in the network, found {len(heads)}")
     head_ids = {id(p) for p in heads[0].parameters()}
+    for extra in (getattr(net, "heatmap_head", None), getattr(net, "fusion", None)):
+        if extra is not None:
+            head_ids |= {id(p) for p in extra.parameters()}
     head = [p for p in net.parameters() if id(p) in head_ids]
     body = [p for p in net.parameters() if id(p) not in head_ids]
     return head, body

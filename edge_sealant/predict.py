@@ -218,26 +218,3 @@ def write_rows(report: PredictReport, out: Path) -> None:
         writer.writerow(row)
     atomic_write_text(out, buffer.getvalue())
 
-
-def render_summary(report: PredictReport, console: Any) -> None:
-    """The end-of-run table (rich)."""
-    from rich.table import Table
-
-    summary = report.summary
-    console.print(
-        f"model {report.model} ({report.backend} {report.precision}); "
-        f"threshold {report.threshold:g} ({report.threshold_source})",
-        highlight=False, markup=False,
-    )
-    table = Table()
-    for column in ("images", "defects", "errors", "mean ms", "p50 ms", "images/s"):
-        table.add_column(column, justify="right")
-
-    def fmt(value: Any) -> str:
-        return "-" if value is None else str(value)
-
-    table.add_row(
-        fmt(summary["images"]), fmt(summary["defects"]), fmt(summary["errors"]),
-        fmt(summary["mean_latency_ms"]), fmt(summary["p50_latency_ms"]), fmt(summary["images_per_s"]),
-    )
-    console.print(table)

@@ -5,7 +5,7 @@ Layout of ``OUT.zip``::
     README.txt
     requirements.txt              numpy, opencv-python-headless, openvino, onnxruntime (no torch)
     inspect_folder.py             inspects a folder, prints/writes one row per image
-    edge_sealant/                 the vendored runtime: __init__, errors, card, preprocess, runtime/
+    edge_sealant/                 the vendored runtime: __init__, errors, card, preprocess, runtime/*
     models/openvino-int8/model.xml|bin + run.json (+ model.threshold.json when set)
     models/openvino-fp32/...      every model the run has, best first in README
     models/onnx-fp32/model.onnx + run.json
@@ -28,27 +28,21 @@ from edge_sealant import __version__
 from edge_sealant.artifacts import BACKEND_FOLDER, existing_artifacts
 from edge_sealant.card import RUN_JSON, normal_permissions
 from edge_sealant.errors import EdgeSealantError
-from edge_sealant.runtime.backends import model_files, sidecar_path
+from edge_sealant.runtime.model_file import artifacts_best_first, check_model_path, model_files, read_card, sidecar_path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# The runtime's whole import closure (checked by a test that imports it without torch).
+# The runtime's whole import closure, vendored into the zip (a test checks it against what
+# `import edge_sealant.runtime` really loads, and runs the unzipped copy without torch).
 RUNTIME_FILES = (
     "__init__.py",
     "errors.py",
     "card.py",
     "preprocess.py",
     "runtime/__init__.py",
-    "runtime/backend.py",
+    "runtime/protocol.py",
+    "runtime/model_file.py",
     "runtime/backends.py",
     "runtime/inspector.py",
-)
-# Best first: what inspect_folder.py and `edge-sealant predict RUN` pick.
-PREFERENCE = (
-    ("openvino", "int8"),
-    ("openvino", "fp32"),
-    ("onnxruntime", "fp32"),
-    ("onnxruntime", "int8"),
-    ("openvino", "fp16"),
 )
 REQUIREMENTS = """\
 # Runtime of an edge-sealant model bundle: no torch. The edge_sealant/ folder beside this
@@ -172,11 +166,9 @@ def build_bundle(run: str | Path, out: str | Path) -> Path:
     run = Path(run)
     out = check_bundle_target(out)
     found = existing_artifacts(run)
-    ordered = [key for key in PREFERENCE if key in found] + [key for key in found if key not in PREFERENCE]
+    ordered = artifacts_best_first(found)
     if not ordered:
         raise EdgeSealantError(f"{run}: no exported models to bundle (run 'edge-sealant export {run}' first)")
-    from edge_sealant.runtime.backends import check_model_path, read_card
-
     cards = {}
     for key in ordered:
         check_model_path(found[key])

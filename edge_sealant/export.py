@@ -1,9 +1,11 @@
-"""Export a trained run to ONNX and OpenVINO IR, check parity, change thresholds afterwards.
+"""Export a trained run to ONNX and OpenVINO IR and check parity against torch.
 
 Every artifact is ``DeployNet`` (uint8 N x H x W x 3 input named ``images`` in the card's
 channel order, dynamic batch; output ``defect_probability`` N x 1) with the model card
 embedded (ONNX ``metadata_props``, OpenVINO ``rt_info`` under ``edge_sealant/<key>``, both
-from :meth:`ModelCard.to_metadata`) and written next to a ``run.json`` copy of that card.
+from :meth:`ModelCard.to_metadata`, written by :mod:`edge_sealant.runtime.model_file`) and
+written next to a ``run.json`` copy of that card. Changing the threshold of an exported model
+afterwards is :func:`edge_sealant.runtime.model_file.set_threshold`.
 
 Nothing half-written is ever visible: each artifact folder (``RUN/onnx/fp32/``...) is built
 in a temporary sibling folder, checked for parity against torch there, and only then swapped
@@ -17,11 +19,9 @@ and :func:`torch_reference` for the INT8 artifacts.
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import tempfile
 import warnings
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -30,18 +30,10 @@ import numpy as np
 
 from edge_sealant import __version__
 from edge_sealant.artifacts import artifact_path
-from edge_sealant.card import RUN_JSON, ModelCard, atomic_write_bytes, atomic_write_text, check_threshold, normal_permissions
+from edge_sealant.card import RUN_JSON, ModelCard, normal_permissions
 from edge_sealant.errors import EdgeSealantError
-from edge_sealant.runtime.backends import (
-    SIDECAR_SUFFIX,
-    check_model_path,
-    model_size_mb,
-    open_backend,
-    read_card,
-    rt_info_key,
-    set_openvino_metadata,
-    sidecar_path,
-)
+from edge_sealant.runtime.backends import open_backend
+from edge_sealant.runtime.model_file import SIDECAR_SUFFIX, model_size_mb, set_onnx_metadata, set_openvino_metadata, sidecar_path
 
 ONNX_OPSET = 17
 INPUT_NAME = "images"
@@ -62,6 +54,8 @@ Log = Callable[[str], None]
 
 @dataclass
 class ExportedArtifact:
+    """One published model and how closely it agreed with torch."""
+
     backend: str  # "onnxruntime" or "openvino"
     precision: str
     path: Path
@@ -86,6 +80,8 @@ class ExportedArtifact:
 
 @dataclass
 class ExportReport:
+    """What :func:`export_run` wrote, on which parity images, and what the user should know."""
+
     run: Path
     artifacts: list[ExportedArtifact] = field(default_factory=list)
     parity_source: str = ""
@@ -196,16 +192,6 @@ def onnx_model_proto(net: Any, card: ModelCard, opset: int = ONNX_OPSET) -> Any:
     return onnx.load_from_string(buffer.getvalue())
 
 
-def set_onnx_metadata(proto: Any, card: ModelCard) -> None:
-    """Replace our ``metadata_props`` entries with ``card.to_metadata()`` (others are kept)."""
-    metadata = card.to_metadata()
-    keep = [(p.key, p.value) for p in proto.metadata_props if p.key not in metadata and not p.key.startswith("edge_sealant.")]
-    del proto.metadata_props[:]
-    for key, value in keep + list(metadata.items()):
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, str(value)
-
-
 def save_onnx_model(
     proto: Any,
     path: str | Path,
@@ -310,17 +296,10 @@ def parity_images(card: ModelCard, limit: int = PARITY_LIMIT, seed: int = 0) -> 
 
 def torch_reference(net: Any, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
     """Probabilities of ``DeployNet(net)`` in eager torch for uint8 NHWC ``images``."""
-    import torch
-
     from edge_sealant.models.net import DeployNet
+    from edge_sealant.torch_backend import predict_in_batches
 
-    model = DeployNet(net).eval().cpu()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
-            out.append(model(batch).float().numpy().reshape(-1))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+    return predict_in_batches(DeployNet(net).eval().cpu(), images, batch_size)
 
 
 def parity_check(
@@ -348,7 +327,7 @@ def parity_check(
             f"{label}: probabilities differ from torch by up to {max_diff:.3g} on {source} "
             f"(tolerance {tolerance:g}); artifact not written"
         )
-    return max_diff, mean_diff, getattr(backend, "inference_precision", "f32")
+    return max_diff, mean_diff, backend.inference_precision
 
 
 # ------------------------------------------------------------------------------ export_run
@@ -450,93 +429,3 @@ def _note_sidecar(report: ExportReport, target: Path) -> None:
     sidecar = sidecar_path(target)
     if sidecar.is_file():
         report.notes.append(f"kept {sidecar} from before: its threshold still wins over the exported one")
-
-
-# -------------------------------------------------------------------------- set-threshold
-THRESHOLD_MODES = ("embedded", "sidecar")
-
-
-def set_threshold(model: str | Path, value: float, mode: str = "embedded") -> dict[str, Any]:
-    """Change the decision threshold of an exported model without re-exporting.
-
-    ``embedded``: rewrite the metadata in the model file (``.onnx`` or the IR ``.xml``;
-    the ``.bin`` is untouched) and the ``run.json`` beside it, atomically; an existing
-    sidecar is updated too so the new value is the one in force. ``sidecar``: write only
-    ``model.threshold.json`` next to the model, ``{"threshold": VALUE}``, which the runtime
-    prefers over the embedded value. Returns what changed.
-    """
-    path = check_model_path(model)
-    value = check_threshold(value)
-    if mode not in THRESHOLD_MODES:
-        raise EdgeSealantError(f"threshold mode {mode!r} is not one of {', '.join(THRESHOLD_MODES)}")
-    card = read_card(path)
-    previous = card.threshold
-    written: list[str] = []
-    sidecar = sidecar_path(path)
-    if mode == "embedded":
-        new_card = card.replace(threshold=value, threshold_policy="manual (edge-sealant set-threshold)")
-        if path.suffix.lower() == ".onnx":
-            _rewrite_onnx_metadata(path, new_card)
-        else:
-            _rewrite_ir_metadata(path, new_card)
-        written.append(str(path))
-        run_json = path.parent / RUN_JSON
-        if run_json.is_file():
-            try:
-                side_card = ModelCard.load(run_json)
-                side_card.replace(threshold=value, threshold_policy=new_card.threshold_policy).save(run_json)
-                written.append(str(run_json))
-            except EdgeSealantError:
-                pass  # not our card; leave it alone
-    if mode == "sidecar" or sidecar.is_file():
-        payload = {
-            "threshold": value,
-            "model": path.name,
-            "note": "Decision threshold for this model; wins over the value embedded in the file. "
-            "Written by 'edge-sealant set-threshold'.",
-            "embedded_threshold": value if mode == "embedded" else previous,
-            "edge_sealant_version": __version__,
-        }
-        atomic_write_text(sidecar, json.dumps(payload, indent=2) + "\n")
-        written.append(str(sidecar))
-    return {
-        "model": str(path),
-        "previous": previous,
-        "threshold": value,
-        "mode": mode,
-        "effective_source": "sidecar" if sidecar.is_file() else "embedded",
-        "written": written,
-    }
-
-
-def _rewrite_onnx_metadata(path: Path, card: ModelCard) -> None:
-    import onnx
-
-    try:
-        proto = onnx.load(str(path))
-    except Exception as exc:
-        raise EdgeSealantError(f"{path}: cannot read ONNX model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    set_onnx_metadata(proto, card)
-    atomic_write_bytes(path, proto.SerializeToString())
-
-
-def _rewrite_ir_metadata(path: Path, card: ModelCard) -> None:
-    """Edit ``<rt_info><edge_sealant>`` of the IR ``.xml`` in place (the ``.bin`` stays)."""
-    try:
-        tree = ET.parse(path)
-    except ET.ParseError as exc:
-        raise EdgeSealantError(f"{path}: not a valid IR .xml ({exc})") from None
-    root = tree.getroot()
-    rt_info = root.find("rt_info")
-    if rt_info is None:
-        rt_info = ET.SubElement(root, "rt_info")
-    section = rt_info.find(rt_info_key("x")[0])
-    if section is None:
-        section = ET.SubElement(rt_info, rt_info_key("x")[0])
-    for key, value in card.to_metadata().items():
-        name = rt_info_key(key)[1]
-        element = section.find(name)
-        if element is None:
-            element = ET.SubElement(section, name)
-        element.set("value", str(value))
-    atomic_write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))

@@ -22,7 +22,7 @@ import io
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -66,16 +66,7 @@ class ExportedArtifact:
     inference_precision: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "backend": self.backend,
-            "precision": self.precision,
-            "path": str(self.path),
-            "size_mb": round(self.size_mb, 3),
-            "max_abs_diff": self.max_abs_diff,
-            "mean_abs_diff": self.mean_abs_diff,
-            "tolerance": self.tolerance,
-            "inference_precision": self.inference_precision,
-        }
+        return {**asdict(self), "path": str(self.path), "size_mb": round(self.size_mb, 3)}
 
 
 @dataclass
@@ -362,70 +353,110 @@ def export_run(
     """
     from edge_sealant.checkpoint import load_trained
 
-    log = log or (lambda message: None)
     run = Path(run)
-    if isinstance(parity_limit, bool) or not isinstance(parity_limit, int) or parity_limit < 1:
-        raise EdgeSealantError(f"--parity-images {parity_limit!r} must be >= 1: an export is only trusted once it agrees with torch")
-    formats = _parse_choice(formats, FORMATS, "format", FORMATS)
-    precisions = _parse_choice(precisions, EXPORT_PRECISIONS, "precision", ("fp32",))
-    bundle_path = Path(bundle) if bundle is not None else None
-    if bundle_path is not None:
-        from edge_sealant.bundle import check_bundle_target
-
-        check_bundle_target(bundle_path)
-    if not run.is_dir():
-        raise EdgeSealantError(f"{run}: run folder not found")
+    formats, precisions, bundle_path = _check_request(run, formats, precisions, bundle, parity_limit)
     report = ExportReport(run=run)
-    if formats == ["onnx"] and "fp32" not in precisions:
-        raise EdgeSealantError("ONNX is exported in fp32 only; add --format openvino for fp16")
     if "fp16" in precisions and "onnx" in formats:
         report.notes.append("fp16 applies to OpenVINO only; ONNX was exported in fp32")
-
     net, card = load_trained(run)
-    images, source = parity_images(card, parity_limit)
-    report.parity_source = source
-    if " random images (" in source:
-        report.notes.append(f"parity checked on {source}")
-    log(f"parity images: {source}")
-    reference = torch_reference(net, images)
-
+    job = _ExportJob(run, card, _parity_reference(net, card, parity_limit), report, log or (lambda message: None))
+    job.start()
     proto = onnx_model_proto(net, card)
+    # The OpenVINO IRs are converted from an ONNX file: the published one, else a scratch copy.
     with tempfile.TemporaryDirectory(dir=run, prefix=".export-") as scratch:
         onnx_file = Path(scratch) / "model.onnx"
         if "onnx" in formats:
-            target = artifact_path(run, "onnxruntime", "fp32")
-            result = save_onnx_model(
-                proto, target, card, "fp32",
-                verify=lambda p: parity_check(p, images, reference, TOLERANCE["fp32"], f"{target}", source),
-            )
-            report.artifacts.append(ExportedArtifact("onnxruntime", "fp32", target, model_size_mb(target), *result[:2], TOLERANCE["fp32"], result[2]))
-            log(f"wrote {target} (max diff {result[0]:.2g})")
-            _note_sidecar(report, target)
-            shutil.copy2(target, onnx_file)
+            shutil.copy2(job.export_onnx(proto), onnx_file)
         else:
             set_onnx_metadata(proto, artifact_card(card, "onnxruntime", "fp32"))
             onnx_file.write_bytes(proto.SerializeToString())
         if "openvino" in formats:
             for precision in precisions:
-                target = artifact_path(run, "openvino", precision)
-                model = onnx_to_openvino(onnx_file)
-                result = save_openvino_ir(
-                    model, target, card, precision,
-                    verify=lambda p, prec=precision, t=target: parity_check(p, images, reference, TOLERANCE[prec], f"{t}", source),
-                )
-                report.artifacts.append(ExportedArtifact("openvino", precision, target, model_size_mb(target), *result[:2], TOLERANCE[precision], result[2]))
-                log(f"wrote {target} (max diff {result[0]:.2g})")
-                _note_sidecar(report, target)
-
+                job.export_openvino(onnx_file, precision)
     if bundle_path is not None:
         from edge_sealant.bundle import build_bundle
 
         report.bundle = build_bundle(run, bundle_path)
-        log(f"wrote {report.bundle}")
+        job.log(f"wrote {report.bundle}")
     return report
 
 
-def _note_sidecar(report: ExportReport, target: Path) -> None:
-    sidecar = sidecar_path(target)
-    if sidecar.is_file():
-        report.notes.append(f"kept {sidecar} from before: its threshold still wins over the exported one")
+def _check_request(
+    run: Path, formats: Iterable[str] | None, precisions: Iterable[str] | None, bundle: str | Path | None, parity_limit: int
+) -> tuple[list[str], list[str], Path | None]:
+    """Validate an export request before any work: (formats, precisions, bundle path)."""
+    if isinstance(parity_limit, bool) or not isinstance(parity_limit, int) or parity_limit < 1:
+        raise EdgeSealantError(f"--parity-images {parity_limit!r} must be >= 1: an export is only trusted once it agrees with torch")
+    chosen_formats = _parse_choice(formats, FORMATS, "format", FORMATS)
+    chosen_precisions = _parse_choice(precisions, EXPORT_PRECISIONS, "precision", ("fp32",))
+    bundle_path = Path(bundle) if bundle is not None else None
+    if bundle_path is not None:
+        from edge_sealant.bundle import check_bundle_target
+
+        check_bundle_target(bundle_path)  # fail now, not after minutes of exporting
+    if not run.is_dir():
+        raise EdgeSealantError(f"{run}: run folder not found")
+    if chosen_formats == ["onnx"] and "fp32" not in chosen_precisions:
+        raise EdgeSealantError("ONNX is exported in fp32 only; add --format openvino for fp16")
+    return chosen_formats, chosen_precisions, bundle_path
+
+
+@dataclass
+class ParityReference:
+    """Images every artifact is checked on, and torch's probabilities for them."""
+
+    images: np.ndarray
+    reference: np.ndarray
+    source: str  # e.g. "64 val images of /data/x"
+
+    def verifier(self, precision: str, target: Path) -> Callable[[Path], tuple[float, float, str]]:
+        """``verify`` for :func:`save_onnx_model` / :func:`save_openvino_ir` at ``precision``'s tolerance."""
+        return lambda staged: parity_check(staged, self.images, self.reference, TOLERANCE[precision], f"{target}", self.source)
+
+
+def _parity_reference(net: Any, card: ModelCard, parity_limit: int) -> ParityReference:
+    images, source = parity_images(card, parity_limit)
+    return ParityReference(images, torch_reference(net, images), source)
+
+
+@dataclass
+class _ExportJob:
+    """One export_run: writes each artifact, checks it and records it in the report."""
+
+    run: Path
+    card: ModelCard
+    parity: ParityReference
+    report: ExportReport
+    log: Log
+
+    def start(self) -> None:
+        """Record (and log) which images parity is checked on; random ones are worth a note."""
+        source = self.parity.source
+        self.report.parity_source = source
+        if " random images (" in source:
+            self.report.notes.append(f"parity checked on {source}")
+        self.log(f"parity images: {source}")
+
+    def export_onnx(self, proto: Any) -> Path:
+        """Publish ``RUN/onnx/fp32/model.onnx`` once it passes parity; returns its path."""
+        target = artifact_path(self.run, "onnxruntime", "fp32")
+        result = save_onnx_model(proto, target, self.card, "fp32", verify=self.parity.verifier("fp32", target))
+        self._record("onnxruntime", "fp32", target, result)
+        return target
+
+    def export_openvino(self, onnx_file: Path, precision: str) -> None:
+        """Convert ``onnx_file`` and publish ``RUN/openvino/<precision>/model.xml`` once it passes parity."""
+        target = artifact_path(self.run, "openvino", precision)
+        model = onnx_to_openvino(onnx_file)
+        result = save_openvino_ir(model, target, self.card, precision, verify=self.parity.verifier(precision, target))
+        self._record("openvino", precision, target, result)
+
+    def _record(self, backend: str, precision: str, target: Path, result: tuple[float, float, str]) -> None:
+        max_diff, mean_diff, inference_precision = result
+        self.report.artifacts.append(ExportedArtifact(
+            backend, precision, target, model_size_mb(target), max_diff, mean_diff, TOLERANCE[precision], inference_precision,
+        ))
+        self.log(f"wrote {target} (max diff {max_diff:.2g})")
+        sidecar = sidecar_path(target)
+        if sidecar.is_file():
+            self.report.notes.append(f"kept {sidecar} from before: its threshold still wins over the exported one")

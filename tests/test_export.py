@@ -250,6 +250,17 @@ def test_bundle_contents_and_example_runs_without_torch(exported_run, tmp_path):
     assert check.returncode == 0 and Path(check.stdout.strip()).resolve().is_relative_to(target.resolve())
 
 
+def test_bundle_runtime_files_are_the_runtime_import_closure():
+    """What the zip vendors is exactly what ``import edge_sealant.runtime`` loads."""
+    from edge_sealant.bundle import PACKAGE_DIR, RUNTIME_FILES
+
+    code = "import edge_sealant.runtime, sys; print('\\n'.join(m.__file__ for n, m in list(sys.modules.items()) if n.split('.')[0] == 'edge_sealant'))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE_DIR.parent, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = {Path(f).resolve().relative_to(PACKAGE_DIR).as_posix() for f in proc.stdout.splitlines() if f}
+    assert loaded == set(RUNTIME_FILES)
+
+
 def test_torch_backend_implements_the_protocol(exported_run):
     from edge_sealant.runtime import Backend
     from edge_sealant.torch_backend import TorchBackend

@@ -59,7 +59,12 @@ class InspectionResult:
 
 
 class Inspector:
-    """A loaded model plus its preprocessing and decision threshold."""
+    """A loaded model plus its preprocessing and decision threshold.
+
+    ``backend`` is any :class:`~edge_sealant.runtime.protocol.Backend`, all of it used:
+    :meth:`stream` keeps ``optimal_requests`` ``submit`` calls in flight, :meth:`close` calls
+    ``wait_all``, :meth:`describe` reports ``path``, ``size_mb`` and ``inference_precision``.
+    """
 
     def __init__(
         self,

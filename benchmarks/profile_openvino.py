@@ -18,7 +18,7 @@ import numpy as np
 import openvino as ov
 
 from edge_sealant.preprocess import decode, resize
-from edge_sealant.runtime.backends import read_card
+from edge_sealant.runtime.model_file import read_card
 
 
 def median_ms(fn, runs: int) -> float:

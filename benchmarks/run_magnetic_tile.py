@@ -181,7 +181,7 @@ def e2e_mode(args: argparse.Namespace, model_path: Optional[Path], frames: int) 
     """Customer-size JPEG frames -> decisions through the runtime (decode and resize included)."""
     from edge_sealant.card import ModelCard
     from edge_sealant.data.synth import synthesize
-    from edge_sealant.runtime.backends import read_card
+    from edge_sealant.runtime.model_file import read_card
 
     if model_path is None or not model_path.is_file():
         return {"error": "no OpenVINO INT8 model of the default model (run the models mode first, or pass --e2e-model)"}

@@ -86,8 +86,8 @@ def main() -> None:
     import onnx
     import openvino as ov
 
-    from edge_sealant.export import set_onnx_metadata
-    from edge_sealant.runtime.backends import open_backend, set_openvino_metadata
+    from edge_sealant.runtime.backends import open_backend
+    from edge_sealant.runtime.model_file import set_onnx_metadata, set_openvino_metadata
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)

@@ -43,7 +43,7 @@ import numpy as np
 from edge_sealant.artifacts import existing_artifacts
 from edge_sealant.card import ModelCard, atomic_write_text
 from edge_sealant.errors import EdgeSealantError
-from edge_sealant.runtime.backends import model_size_mb
+from edge_sealant.runtime.model_file import model_size_mb
 from edge_sealant.versions import BENCHMARK, library_versions
 
 BACKENDS = ("torch", "onnxruntime", "openvino")

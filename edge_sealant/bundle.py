@@ -5,7 +5,7 @@ Layout of ``OUT.zip``::
     README.txt
     requirements.txt              numpy, opencv-python-headless, openvino, onnxruntime (no torch)
     inspect_folder.py             inspects a folder, prints/writes one row per image
-    edge_sealant/                 the vendored runtime: __init__, errors, card, preprocess, runtime/
+    edge_sealant/                 the vendored runtime: __init__, errors, card, preprocess, runtime/*
     models/openvino-int8/model.xml|bin + run.json (+ model.threshold.json when set)
     models/openvino-fp32/...      every model the run has, best first in README
     models/onnx-fp32/model.onnx + run.json
@@ -23,32 +23,27 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from edge_sealant import __version__
 from edge_sealant.artifacts import BACKEND_FOLDER, existing_artifacts
-from edge_sealant.card import RUN_JSON, normal_permissions
+from edge_sealant.card import RUN_JSON, ModelCard, normal_permissions
 from edge_sealant.errors import EdgeSealantError
-from edge_sealant.runtime.backends import model_files, sidecar_path
+from edge_sealant.runtime.model_file import artifacts_best_first, check_model_path, model_files, read_card, sidecar_path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# The runtime's whole import closure (checked by a test that imports it without torch).
+# The runtime's whole import closure, vendored into the zip (a test checks it against what
+# `import edge_sealant.runtime` really loads, and runs the unzipped copy without torch).
 RUNTIME_FILES = (
     "__init__.py",
     "errors.py",
     "card.py",
     "preprocess.py",
     "runtime/__init__.py",
-    "runtime/backend.py",
+    "runtime/protocol.py",
+    "runtime/model_file.py",
     "runtime/backends.py",
     "runtime/inspector.py",
-)
-# Best first: what inspect_folder.py and `edge-sealant predict RUN` pick.
-PREFERENCE = (
-    ("openvino", "int8"),
-    ("openvino", "fp32"),
-    ("onnxruntime", "fp32"),
-    ("onnxruntime", "int8"),
-    ("openvino", "fp16"),
 )
 REQUIREMENTS = """\
 # Runtime of an edge-sealant model bundle: no torch. The edge_sealant/ folder beside this
@@ -172,62 +167,69 @@ def build_bundle(run: str | Path, out: str | Path) -> Path:
     run = Path(run)
     out = check_bundle_target(out)
     found = existing_artifacts(run)
-    ordered = [key for key in PREFERENCE if key in found] + [key for key in found if key not in PREFERENCE]
+    ordered = artifacts_best_first(found)
     if not ordered:
         raise EdgeSealantError(f"{run}: no exported models to bundle (run 'edge-sealant export {run}' first)")
-    from edge_sealant.runtime.backends import check_model_path, read_card
-
-    cards = {}
-    for key in ordered:
-        check_model_path(found[key])
-        cards[key] = read_card(found[key])
-    best = ordered[0]
-    model_entries = [f"{_model_dir(*key)}/{found[key].name}" for key in ordered]
-
+    models = {key: found[key] for key in ordered}
+    cards = {key: read_card(check_model_path(path)) for key, path in models.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
     normal_permissions(Path(tmp))
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for rel in RUNTIME_FILES:
-                zf.write(PACKAGE_DIR / rel, f"edge_sealant/{rel}")
-            zf.writestr("requirements.txt", REQUIREMENTS.format(version=__version__))
-            zf.writestr("inspect_folder.py", EXAMPLE.format(models=json.dumps(model_entries)))
-            ovms_models = []
-            lines = []
-            for key in ordered:
-                path, card = found[key], cards[key]
-                folder = _model_dir(*key)
-                for file in model_files(path):
-                    zf.write(file, f"{folder}/{file.name}")
-                for extra in (path.parent / RUN_JSON, sidecar_path(path)):
-                    if extra.is_file():
-                        zf.write(extra, f"{folder}/{extra.name}")
-                lines.append(f"  {folder}/{path.name}  ({key[0]} {key[1]}, threshold {card.threshold})")
-                if key[0] == "openvino":
-                    name = f"edge_sealant_{key[1]}"
-                    for file in model_files(path):
-                        zf.write(file, f"ovms/{name}/1/{file.name}")
-                    ovms_models.append({"config": {
-                        "name": name,
-                        "base_path": name,  # relative to config.json
-                        "target_device": "CPU",
-                        "plugin_config": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
-                    }})
-            if ovms_models:
-                zf.writestr("ovms/config.json", json.dumps({"model_config_list": ovms_models}, indent=2) + "\n")
-            card = cards[best]
-            zf.writestr("README.txt", README.format(
-                model=card.model, height=card.height, width=card.width, channel_order=card.channel_order,
-                resize_mode=card.resize_mode, threshold=card.threshold, version=__version__,
-                best=model_entries[0], model_lines="\n".join(lines),
-            ))
+            _write_bundle(zf, models, cards)
         _rename_no_overwrite(Path(tmp), out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return out
+
+
+def _write_bundle(zf: zipfile.ZipFile, models: dict[tuple[str, str], Path], cards: dict[tuple[str, str], ModelCard]) -> None:
+    """Runtime, example, models (best first), OVMS repository and README into ``zf``."""
+    entries = [f"{_model_dir(*key)}/{path.name}" for key, path in models.items()]
+    for rel in RUNTIME_FILES:
+        zf.write(PACKAGE_DIR / rel, f"edge_sealant/{rel}")
+    zf.writestr("requirements.txt", REQUIREMENTS.format(version=__version__))
+    zf.writestr("inspect_folder.py", EXAMPLE.format(models=json.dumps(entries)))
+    ovms_models = []
+    lines = []
+    for key, path in models.items():
+        folder = _model_dir(*key)
+        _write_model(zf, path, folder)
+        lines.append(f"  {folder}/{path.name}  ({key[0]} {key[1]}, threshold {cards[key].threshold})")
+        if key[0] == "openvino":
+            ovms_models.append(_write_ovms_model(zf, path, f"edge_sealant_{key[1]}"))
+    if ovms_models:
+        zf.writestr("ovms/config.json", json.dumps({"model_config_list": ovms_models}, indent=2) + "\n")
+    card = next(iter(cards.values()))  # the best model's
+    zf.writestr("README.txt", README.format(
+        model=card.model, height=card.height, width=card.width, channel_order=card.channel_order,
+        resize_mode=card.resize_mode, threshold=card.threshold, version=__version__,
+        best=entries[0], model_lines="\n".join(lines),
+    ))
+
+
+def _write_model(zf: zipfile.ZipFile, path: Path, folder: str) -> None:
+    """The model's files plus its ``run.json`` and threshold sidecar, when present."""
+    for file in model_files(path):
+        zf.write(file, f"{folder}/{file.name}")
+    for extra in (path.parent / RUN_JSON, sidecar_path(path)):
+        if extra.is_file():
+            zf.write(extra, f"{folder}/{extra.name}")
+
+
+def _write_ovms_model(zf: zipfile.ZipFile, path: Path, name: str) -> dict[str, Any]:
+    """Version 1 of an IR in the OVMS repository; returns its ``config.json`` entry."""
+    for file in model_files(path):
+        zf.write(file, f"ovms/{name}/1/{file.name}")
+    return {"config": {
+        "name": name,
+        "base_path": name,  # relative to config.json
+        "target_device": "CPU",
+        "plugin_config": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
+    }}
 
 
 def _rename_no_overwrite(tmp: Path, out: Path) -> None:

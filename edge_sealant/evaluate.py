@@ -16,7 +16,7 @@ from edge_sealant.data.types import Sample
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages, load_images
 from edge_sealant.metrics import binary_metrics, operating_point_warnings, recall_per_class, threshold_choice, with_intervals
-from edge_sealant.runtime.backend import Backend
+from edge_sealant.runtime.protocol import Backend
 
 
 def score(backend: Backend, samples: Sequence[Sample], batch_size: int = 32) -> tuple[LoadedImages, np.ndarray]:

@@ -1,9 +1,11 @@
-"""Export a trained run to ONNX and OpenVINO IR, check parity, change thresholds afterwards.
+"""Export a trained run to ONNX and OpenVINO IR and check parity against torch.
 
 Every artifact is ``DeployNet`` (uint8 N x H x W x 3 input named ``images`` in the card's
 channel order, dynamic batch; output ``defect_probability`` N x 1) with the model card
 embedded (ONNX ``metadata_props``, OpenVINO ``rt_info`` under ``edge_sealant/<key>``, both
-from :meth:`ModelCard.to_metadata`) and written next to a ``run.json`` copy of that card.
+from :meth:`ModelCard.to_metadata`, written by :mod:`edge_sealant.runtime.model_file`) and
+written next to a ``run.json`` copy of that card. Changing the threshold of an exported model
+afterwards is :func:`edge_sealant.runtime.model_file.set_threshold`.
 
 Nothing half-written is ever visible: each artifact folder (``RUN/onnx/fp32/``...) is built
 in a temporary sibling folder, checked for parity against torch there, and only then swapped
@@ -17,12 +19,10 @@ and :func:`torch_reference` for the INT8 artifacts.
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import tempfile
 import warnings
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -30,18 +30,10 @@ import numpy as np
 
 from edge_sealant import __version__
 from edge_sealant.artifacts import artifact_path
-from edge_sealant.card import RUN_JSON, ModelCard, atomic_write_bytes, atomic_write_text, check_threshold, normal_permissions
+from edge_sealant.card import RUN_JSON, ModelCard, normal_permissions
 from edge_sealant.errors import EdgeSealantError
-from edge_sealant.runtime.backends import (
-    SIDECAR_SUFFIX,
-    check_model_path,
-    model_size_mb,
-    open_backend,
-    read_card,
-    rt_info_key,
-    set_openvino_metadata,
-    sidecar_path,
-)
+from edge_sealant.runtime.backends import open_backend
+from edge_sealant.runtime.model_file import SIDECAR_SUFFIX, model_size_mb, set_onnx_metadata, set_openvino_metadata, sidecar_path
 
 ONNX_OPSET = 17
 INPUT_NAME = "images"
@@ -62,6 +54,8 @@ Log = Callable[[str], None]
 
 @dataclass
 class ExportedArtifact:
+    """One published model and how closely it agreed with torch."""
+
     backend: str  # "onnxruntime" or "openvino"
     precision: str
     path: Path
@@ -72,20 +66,13 @@ class ExportedArtifact:
     inference_precision: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "backend": self.backend,
-            "precision": self.precision,
-            "path": str(self.path),
-            "size_mb": round(self.size_mb, 3),
-            "max_abs_diff": self.max_abs_diff,
-            "mean_abs_diff": self.mean_abs_diff,
-            "tolerance": self.tolerance,
-            "inference_precision": self.inference_precision,
-        }
+        return {**asdict(self), "path": str(self.path), "size_mb": round(self.size_mb, 3)}
 
 
 @dataclass
 class ExportReport:
+    """What :func:`export_run` wrote, on which parity images, and what the user should know."""
+
     run: Path
     artifacts: list[ExportedArtifact] = field(default_factory=list)
     parity_source: str = ""
@@ -196,16 +183,6 @@ def onnx_model_proto(net: Any, card: ModelCard, opset: int = ONNX_OPSET) -> Any:
     return onnx.load_from_string(buffer.getvalue())
 
 
-def set_onnx_metadata(proto: Any, card: ModelCard) -> None:
-    """Replace our ``metadata_props`` entries with ``card.to_metadata()`` (others are kept)."""
-    metadata = card.to_metadata()
-    keep = [(p.key, p.value) for p in proto.metadata_props if p.key not in metadata and not p.key.startswith("edge_sealant.")]
-    del proto.metadata_props[:]
-    for key, value in keep + list(metadata.items()):
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, str(value)
-
-
 def save_onnx_model(
     proto: Any,
     path: str | Path,
@@ -310,17 +287,10 @@ def parity_images(card: ModelCard, limit: int = PARITY_LIMIT, seed: int = 0) -> 
 
 def torch_reference(net: Any, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
     """Probabilities of ``DeployNet(net)`` in eager torch for uint8 NHWC ``images``."""
-    import torch
-
     from edge_sealant.models.net import DeployNet
+    from edge_sealant.torch_backend import predict_in_batches
 
-    model = DeployNet(net).eval().cpu()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
-            out.append(model(batch).float().numpy().reshape(-1))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+    return predict_in_batches(DeployNet(net).eval().cpu(), images, batch_size)
 
 
 def parity_check(
@@ -348,7 +318,7 @@ def parity_check(
             f"{label}: probabilities differ from torch by up to {max_diff:.3g} on {source} "
             f"(tolerance {tolerance:g}); artifact not written"
         )
-    return max_diff, mean_diff, getattr(backend, "inference_precision", "f32")
+    return max_diff, mean_diff, backend.inference_precision
 
 
 # ------------------------------------------------------------------------------ export_run
@@ -383,160 +353,110 @@ def export_run(
     """
     from edge_sealant.checkpoint import load_trained
 
-    log = log or (lambda message: None)
     run = Path(run)
-    if isinstance(parity_limit, bool) or not isinstance(parity_limit, int) or parity_limit < 1:
-        raise EdgeSealantError(f"--parity-images {parity_limit!r} must be >= 1: an export is only trusted once it agrees with torch")
-    formats = _parse_choice(formats, FORMATS, "format", FORMATS)
-    precisions = _parse_choice(precisions, EXPORT_PRECISIONS, "precision", ("fp32",))
-    bundle_path = Path(bundle) if bundle is not None else None
-    if bundle_path is not None:
-        from edge_sealant.bundle import check_bundle_target
-
-        check_bundle_target(bundle_path)
-    if not run.is_dir():
-        raise EdgeSealantError(f"{run}: run folder not found")
+    formats, precisions, bundle_path = _check_request(run, formats, precisions, bundle, parity_limit)
     report = ExportReport(run=run)
-    if formats == ["onnx"] and "fp32" not in precisions:
-        raise EdgeSealantError("ONNX is exported in fp32 only; add --format openvino for fp16")
     if "fp16" in precisions and "onnx" in formats:
         report.notes.append("fp16 applies to OpenVINO only; ONNX was exported in fp32")
-
     net, card = load_trained(run)
-    images, source = parity_images(card, parity_limit)
-    report.parity_source = source
-    if " random images (" in source:
-        report.notes.append(f"parity checked on {source}")
-    log(f"parity images: {source}")
-    reference = torch_reference(net, images)
-
+    job = _ExportJob(run, card, _parity_reference(net, card, parity_limit), report, log or (lambda message: None))
+    job.start()
     proto = onnx_model_proto(net, card)
+    # The OpenVINO IRs are converted from an ONNX file: the published one, else a scratch copy.
     with tempfile.TemporaryDirectory(dir=run, prefix=".export-") as scratch:
         onnx_file = Path(scratch) / "model.onnx"
         if "onnx" in formats:
-            target = artifact_path(run, "onnxruntime", "fp32")
-            result = save_onnx_model(
-                proto, target, card, "fp32",
-                verify=lambda p: parity_check(p, images, reference, TOLERANCE["fp32"], f"{target}", source),
-            )
-            report.artifacts.append(ExportedArtifact("onnxruntime", "fp32", target, model_size_mb(target), *result[:2], TOLERANCE["fp32"], result[2]))
-            log(f"wrote {target} (max diff {result[0]:.2g})")
-            _note_sidecar(report, target)
-            shutil.copy2(target, onnx_file)
+            shutil.copy2(job.export_onnx(proto), onnx_file)
         else:
             set_onnx_metadata(proto, artifact_card(card, "onnxruntime", "fp32"))
             onnx_file.write_bytes(proto.SerializeToString())
         if "openvino" in formats:
             for precision in precisions:
-                target = artifact_path(run, "openvino", precision)
-                model = onnx_to_openvino(onnx_file)
-                result = save_openvino_ir(
-                    model, target, card, precision,
-                    verify=lambda p, prec=precision, t=target: parity_check(p, images, reference, TOLERANCE[prec], f"{t}", source),
-                )
-                report.artifacts.append(ExportedArtifact("openvino", precision, target, model_size_mb(target), *result[:2], TOLERANCE[precision], result[2]))
-                log(f"wrote {target} (max diff {result[0]:.2g})")
-                _note_sidecar(report, target)
-
+                job.export_openvino(onnx_file, precision)
     if bundle_path is not None:
         from edge_sealant.bundle import build_bundle
 
         report.bundle = build_bundle(run, bundle_path)
-        log(f"wrote {report.bundle}")
+        job.log(f"wrote {report.bundle}")
     return report
 
 
-def _note_sidecar(report: ExportReport, target: Path) -> None:
-    sidecar = sidecar_path(target)
-    if sidecar.is_file():
-        report.notes.append(f"kept {sidecar} from before: its threshold still wins over the exported one")
+def _check_request(
+    run: Path, formats: Iterable[str] | None, precisions: Iterable[str] | None, bundle: str | Path | None, parity_limit: int
+) -> tuple[list[str], list[str], Path | None]:
+    """Validate an export request before any work: (formats, precisions, bundle path)."""
+    if isinstance(parity_limit, bool) or not isinstance(parity_limit, int) or parity_limit < 1:
+        raise EdgeSealantError(f"--parity-images {parity_limit!r} must be >= 1: an export is only trusted once it agrees with torch")
+    chosen_formats = _parse_choice(formats, FORMATS, "format", FORMATS)
+    chosen_precisions = _parse_choice(precisions, EXPORT_PRECISIONS, "precision", ("fp32",))
+    bundle_path = Path(bundle) if bundle is not None else None
+    if bundle_path is not None:
+        from edge_sealant.bundle import check_bundle_target
+
+        check_bundle_target(bundle_path)  # fail now, not after minutes of exporting
+    if not run.is_dir():
+        raise EdgeSealantError(f"{run}: run folder not found")
+    if chosen_formats == ["onnx"] and "fp32" not in chosen_precisions:
+        raise EdgeSealantError("ONNX is exported in fp32 only; add --format openvino for fp16")
+    return chosen_formats, chosen_precisions, bundle_path
 
 
-# -------------------------------------------------------------------------- set-threshold
-THRESHOLD_MODES = ("embedded", "sidecar")
+@dataclass
+class ParityReference:
+    """Images every artifact is checked on, and torch's probabilities for them."""
+
+    images: np.ndarray
+    reference: np.ndarray
+    source: str  # e.g. "64 val images of /data/x"
+
+    def verifier(self, precision: str, target: Path) -> Callable[[Path], tuple[float, float, str]]:
+        """``verify`` for :func:`save_onnx_model` / :func:`save_openvino_ir` at ``precision``'s tolerance."""
+        return lambda staged: parity_check(staged, self.images, self.reference, TOLERANCE[precision], f"{target}", self.source)
 
 
-def set_threshold(model: str | Path, value: float, mode: str = "embedded") -> dict[str, Any]:
-    """Change the decision threshold of an exported model without re-exporting.
-
-    ``embedded``: rewrite the metadata in the model file (``.onnx`` or the IR ``.xml``;
-    the ``.bin`` is untouched) and the ``run.json`` beside it, atomically; an existing
-    sidecar is updated too so the new value is the one in force. ``sidecar``: write only
-    ``model.threshold.json`` next to the model, ``{"threshold": VALUE}``, which the runtime
-    prefers over the embedded value. Returns what changed.
-    """
-    path = check_model_path(model)
-    value = check_threshold(value)
-    if mode not in THRESHOLD_MODES:
-        raise EdgeSealantError(f"threshold mode {mode!r} is not one of {', '.join(THRESHOLD_MODES)}")
-    card = read_card(path)
-    previous = card.threshold
-    written: list[str] = []
-    sidecar = sidecar_path(path)
-    if mode == "embedded":
-        new_card = card.replace(threshold=value, threshold_policy="manual (edge-sealant set-threshold)")
-        if path.suffix.lower() == ".onnx":
-            _rewrite_onnx_metadata(path, new_card)
-        else:
-            _rewrite_ir_metadata(path, new_card)
-        written.append(str(path))
-        run_json = path.parent / RUN_JSON
-        if run_json.is_file():
-            try:
-                side_card = ModelCard.load(run_json)
-                side_card.replace(threshold=value, threshold_policy=new_card.threshold_policy).save(run_json)
-                written.append(str(run_json))
-            except EdgeSealantError:
-                pass  # not our card; leave it alone
-    if mode == "sidecar" or sidecar.is_file():
-        payload = {
-            "threshold": value,
-            "model": path.name,
-            "note": "Decision threshold for this model; wins over the value embedded in the file. "
-            "Written by 'edge-sealant set-threshold'.",
-            "embedded_threshold": value if mode == "embedded" else previous,
-            "edge_sealant_version": __version__,
-        }
-        atomic_write_text(sidecar, json.dumps(payload, indent=2) + "\n")
-        written.append(str(sidecar))
-    return {
-        "model": str(path),
-        "previous": previous,
-        "threshold": value,
-        "mode": mode,
-        "effective_source": "sidecar" if sidecar.is_file() else "embedded",
-        "written": written,
-    }
+def _parity_reference(net: Any, card: ModelCard, parity_limit: int) -> ParityReference:
+    images, source = parity_images(card, parity_limit)
+    return ParityReference(images, torch_reference(net, images), source)
 
 
-def _rewrite_onnx_metadata(path: Path, card: ModelCard) -> None:
-    import onnx
+@dataclass
+class _ExportJob:
+    """One export_run: writes each artifact, checks it and records it in the report."""
 
-    try:
-        proto = onnx.load(str(path))
-    except Exception as exc:
-        raise EdgeSealantError(f"{path}: cannot read ONNX model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    set_onnx_metadata(proto, card)
-    atomic_write_bytes(path, proto.SerializeToString())
+    run: Path
+    card: ModelCard
+    parity: ParityReference
+    report: ExportReport
+    log: Log
 
+    def start(self) -> None:
+        """Record (and log) which images parity is checked on; random ones are worth a note."""
+        source = self.parity.source
+        self.report.parity_source = source
+        if " random images (" in source:
+            self.report.notes.append(f"parity checked on {source}")
+        self.log(f"parity images: {source}")
 
-def _rewrite_ir_metadata(path: Path, card: ModelCard) -> None:
-    """Edit ``<rt_info><edge_sealant>`` of the IR ``.xml`` in place (the ``.bin`` stays)."""
-    try:
-        tree = ET.parse(path)
-    except ET.ParseError as exc:
-        raise EdgeSealantError(f"{path}: not a valid IR .xml ({exc})") from None
-    root = tree.getroot()
-    rt_info = root.find("rt_info")
-    if rt_info is None:
-        rt_info = ET.SubElement(root, "rt_info")
-    section = rt_info.find(rt_info_key("x")[0])
-    if section is None:
-        section = ET.SubElement(rt_info, rt_info_key("x")[0])
-    for key, value in card.to_metadata().items():
-        name = rt_info_key(key)[1]
-        element = section.find(name)
-        if element is None:
-            element = ET.SubElement(section, name)
-        element.set("value", str(value))
-    atomic_write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
+    def export_onnx(self, proto: Any) -> Path:
+        """Publish ``RUN/onnx/fp32/model.onnx`` once it passes parity; returns its path."""
+        target = artifact_path(self.run, "onnxruntime", "fp32")
+        result = save_onnx_model(proto, target, self.card, "fp32", verify=self.parity.verifier("fp32", target))
+        self._record("onnxruntime", "fp32", target, result)
+        return target
+
+    def export_openvino(self, onnx_file: Path, precision: str) -> None:
+        """Convert ``onnx_file`` and publish ``RUN/openvino/<precision>/model.xml`` once it passes parity."""
+        target = artifact_path(self.run, "openvino", precision)
+        model = onnx_to_openvino(onnx_file)
+        result = save_openvino_ir(model, target, self.card, precision, verify=self.parity.verifier(precision, target))
+        self._record("openvino", precision, target, result)
+
+    def _record(self, backend: str, precision: str, target: Path, result: tuple[float, float, str]) -> None:
+        max_diff, mean_diff, inference_precision = result
+        self.report.artifacts.append(ExportedArtifact(
+            backend, precision, target, model_size_mb(target), max_diff, mean_diff, TOLERANCE[precision], inference_precision,
+        ))
+        self.log(f"wrote {target} (max diff {max_diff:.2g})")
+        sidecar = sidecar_path(target)
+        if sidecar.is_file():
+            self.report.notes.append(f"kept {sidecar} from before: its threshold still wins over the exported one")

@@ -19,16 +19,14 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from edge_sealant.artifacts import existing_artifacts
-from edge_sealant.bundle import PREFERENCE
 from edge_sealant.card import atomic_write_text
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.preprocess import IMAGE_SUFFIXES
 from edge_sealant.runtime import InspectionResult, Inspector
+from edge_sealant.runtime.model_file import preferred_artifact
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 OUTPUT_SUFFIXES = (".csv", ".json")
-# Best model of a run folder: INT8 IR, then FP32 IR, then FP32 ONNX (then the rest).
-RUN_PREFERENCE = PREFERENCE
 CSV_COLUMNS = ("path", "probability", "decision", "latency_ms", "error")
 PROGRESS_MIN_ITEMS = 50
 
@@ -81,13 +79,15 @@ def _row(result: InspectionResult) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------------- model
 def resolve_model(model: str | Path) -> Path:
-    """A ``.xml``/``.onnx`` file as is; a run folder -> its best exported artifact."""
+    """A ``.xml``/``.onnx`` file as is; a run folder -> its best exported artifact.
+
+    Best: INT8 IR, then FP32 IR, then FP32 ONNX (``model_file.ARTIFACT_PREFERENCE``).
+    """
     model = Path(model)
     if model.is_dir():
-        found = existing_artifacts(model)
-        for key in RUN_PREFERENCE:
-            if key in found:
-                return found[key]
+        best = preferred_artifact(existing_artifacts(model))
+        if best is not None:
+            return best
         raise EdgeSealantError(f"{model}: no exported model in this run folder (run 'edge-sealant export {model}' first)")
     return model
 
@@ -218,26 +218,3 @@ def write_rows(report: PredictReport, out: Path) -> None:
         writer.writerow(row)
     atomic_write_text(out, buffer.getvalue())
 
-
-def render_summary(report: PredictReport, console: Any) -> None:
-    """The end-of-run table (rich)."""
-    from rich.table import Table
-
-    summary = report.summary
-    console.print(
-        f"model {report.model} ({report.backend} {report.precision}); "
-        f"threshold {report.threshold:g} ({report.threshold_source})",
-        highlight=False, markup=False,
-    )
-    table = Table()
-    for column in ("images", "defects", "errors", "mean ms", "p50 ms", "images/s"):
-        table.add_column(column, justify="right")
-
-    def fmt(value: Any) -> str:
-        return "-" if value is None else str(value)
-
-    table.add_row(
-        fmt(summary["images"]), fmt(summary["defects"]), fmt(summary["errors"]),
-        fmt(summary["mean_latency_ms"]), fmt(summary["p50_latency_ms"]), fmt(summary["images_per_s"]),
-    )
-    console.print(table)

@@ -938,12 +938,12 @@ def _save(model: Any, path: Path, card: ModelCard, backend: str) -> Path:
     if backend == "openvino":
         import openvino as ov
 
-        from edge_sealant.runtime.backends import set_openvino_metadata
+        from edge_sealant.runtime.model_file import set_openvino_metadata
 
         set_openvino_metadata(model, card)
         ov.save_model(model, str(path), compress_to_fp16=False)
     else:
-        from edge_sealant.export import set_onnx_metadata
+        from edge_sealant.runtime.model_file import set_onnx_metadata
 
         set_onnx_metadata(model, card)
         path.write_bytes(model.SerializeToString())

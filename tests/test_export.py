@@ -119,7 +119,7 @@ def test_fp32_ir_weights_are_really_fp32(exported_run):
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_set_threshold_embedded_then_sidecar(exported_run, tmp_path, backend):
-    from edge_sealant.export import set_threshold
+    from edge_sealant.runtime.model_file import set_threshold
     from edge_sealant.runtime import Inspector, sidecar_path
 
     model = copy_artifact(artifact_path(exported_run, backend, "fp32"), tmp_path / "m")
@@ -248,6 +248,30 @@ def test_bundle_contents_and_example_runs_without_torch(exported_run, tmp_path):
         cwd=target, env=env, capture_output=True, text=True, timeout=60,
     )
     assert check.returncode == 0 and Path(check.stdout.strip()).resolve().is_relative_to(target.resolve())
+
+
+def test_bundle_runtime_files_are_the_runtime_import_closure():
+    """What the zip vendors is exactly what ``import edge_sealant.runtime`` loads."""
+    from edge_sealant.bundle import PACKAGE_DIR, RUNTIME_FILES
+
+    code = "import edge_sealant.runtime, sys; print('\\n'.join(m.__file__ for n, m in list(sys.modules.items()) if n.split('.')[0] == 'edge_sealant'))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE_DIR.parent, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = {Path(f).resolve().relative_to(PACKAGE_DIR).as_posix() for f in proc.stdout.splitlines() if f}
+    assert loaded == set(RUNTIME_FILES)
+
+
+def test_torch_backend_implements_the_protocol(exported_run):
+    from edge_sealant.runtime import Backend
+    from edge_sealant.torch_backend import TorchBackend
+
+    backend = TorchBackend.from_run(exported_run)
+    assert isinstance(backend, Backend)
+    assert backend.path == exported_run / "best.pt" and backend.size_mb > 0
+    assert (backend.inference_precision, backend.optimal_requests) == ("f32", 1)
+    images = np.random.default_rng(0).integers(0, 256, size=(5, SIZE[0], SIZE[1], 3), dtype=np.uint8)
+    np.testing.assert_array_equal(backend.submit(images).result(), backend.predict(images))
+    backend.wait_all()
 
 
 # ----------------------------------------------------------------------------------- CLI

@@ -188,7 +188,8 @@ def test_openvino_int8_ir_has_fake_quantize_metadata_and_small_weights(tiny, ov_
     import openvino as ov
 
     from edge_sealant.quantize import float_weighted_ops, head_op_names
-    from edge_sealant.runtime.backends import open_backend, read_card
+    from edge_sealant.runtime.backends import open_backend
+    from edge_sealant.runtime.model_file import read_card
 
     _, run = tiny
     xml = run / "openvino" / "int8" / "model.xml"

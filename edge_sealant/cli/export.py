@@ -45,7 +45,7 @@ def set_threshold_cmd(
     sidecar: bool = typer.Option(False, "--sidecar", help="Write model.threshold.json next to the model instead of editing the file."),
 ) -> None:
     """Change a model's decision threshold without re-exporting (embedded metadata or sidecar)."""
-    from edge_sealant.export import set_threshold
+    from edge_sealant.runtime.model_file import set_threshold
 
     change = set_threshold(model, value, mode="sidecar" if sidecar else "embedded")
     console.print(

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from edge_sealant.cli.common import app, console, err_console, print_json
 from edge_sealant.errors import EdgeSealantError
+
+if TYPE_CHECKING:  # the domain module is imported by the command itself, lazily
+    from edge_sealant.predict import PredictReport
+
 
 @app.command("predict")
 def predict_cmd(
@@ -25,7 +29,7 @@ def predict_cmd(
     """Inspect images or video frames; one row per image, errors as rows, summary at the end."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from edge_sealant.predict import PROGRESS_MIN_ITEMS, predict, render_summary
+    from edge_sealant.predict import PROGRESS_MIN_ITEMS, predict
 
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -61,3 +65,27 @@ def predict_cmd(
         render_summary(report, console)
     if report.rows and all(row.error for row in report.rows):  # rows kept, but a pipeline must see the failure
         raise EdgeSealantError(f"none of the {len(report.rows)} images could be inspected (see the error rows)")
+
+
+def render_summary(report: PredictReport, output: Any) -> None:
+    """The end-of-run line and table of ``predict`` on the rich console ``output``."""
+    from rich.table import Table
+
+    summary = report.summary
+    output.print(
+        f"model {report.model} ({report.backend} {report.precision}); "
+        f"threshold {report.threshold:g} ({report.threshold_source})",
+        highlight=False, markup=False,
+    )
+    table = Table()
+    for column in ("images", "defects", "errors", "mean ms", "p50 ms", "images/s"):
+        table.add_column(column, justify="right")
+
+    def fmt(value: Any) -> str:
+        return "-" if value is None else str(value)
+
+    table.add_row(
+        fmt(summary["images"]), fmt(summary["defects"]), fmt(summary["errors"]),
+        fmt(summary["mean_latency_ms"]), fmt(summary["p50_latency_ms"]), fmt(summary["images_per_s"]),
+    )
+    output.print(table)

@@ -27,8 +27,9 @@ import numpy as np
 from edge_sealant.card import ModelCard, check_threshold
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.preprocess import ImageSource, load_for_model
-from edge_sealant.runtime.backend import Backend
-from edge_sealant.runtime.backends import open_backend, resolve_threshold
+from edge_sealant.runtime.backends import open_backend
+from edge_sealant.runtime.model_file import resolve_threshold
+from edge_sealant.runtime.protocol import Backend
 
 NamedImage = tuple  # (name, ImageSource): lets callers name arrays, e.g. "video.mp4#frame=12"
 Source = Union[ImageSource, NamedImage]
@@ -58,7 +59,12 @@ class InspectionResult:
 
 
 class Inspector:
-    """A loaded model plus its preprocessing and decision threshold."""
+    """A loaded model plus its preprocessing and decision threshold.
+
+    ``backend`` is any :class:`~edge_sealant.runtime.protocol.Backend`, all of it used:
+    :meth:`stream` keeps ``optimal_requests`` ``submit`` calls in flight, :meth:`close` calls
+    ``wait_all``, :meth:`describe` reports ``path``, ``size_mb`` and ``inference_precision``.
+    """
 
     def __init__(
         self,
@@ -70,7 +76,7 @@ class Inspector:
     ):
         self.backend = backend
         self.card: ModelCard = backend.card
-        self.path = Path(path) if path is not None else getattr(backend, "path", None)
+        self.path = Path(path) if path is not None else backend.path
         if threshold is None:
             threshold, threshold_source = check_threshold(self.card.threshold), "embedded"
         self.threshold = check_threshold(threshold)
@@ -106,7 +112,7 @@ class Inspector:
     @property
     def inference_precision(self) -> str:
         """What the engine really computes in (``f32``, ``bf16``...), read back from OpenVINO."""
-        return getattr(self.backend, "inference_precision", self.backend.precision)
+        return self.backend.inference_precision
 
     def set_threshold(self, value: float) -> None:
         """Override the threshold for this process (the files are not changed)."""
@@ -119,7 +125,7 @@ class Inspector:
             "backend": self.backend.name,
             "precision": self.backend.precision,
             "inference_precision": self.inference_precision,
-            "size_mb": round(float(getattr(self.backend, "size_mb", 0.0)), 3),
+            "size_mb": round(float(self.backend.size_mb), 3),
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
             "input_size": list(self.card.input_size),
@@ -203,9 +209,8 @@ class Inspector:
         With OpenVINO, load with ``hint="THROUGHPUT"`` to let the engine run several requests
         at once.
         """
-        requests = int(getattr(self.backend, "optimal_requests", 1))
+        requests = int(self.backend.optimal_requests)
         queue_size = max(2, int(queue_size or 2 * (self.decode_workers + max(2, requests))))
-        submit = getattr(self.backend, "submit", None)
         pool = self._decode_pool()
         iterator = iter(sources)
         decoding: deque[Future] = deque()
@@ -230,11 +235,7 @@ class Inspector:
                 inferring.append((name, pre_ms, error, None, 0.0))
                 return
             started = time.perf_counter()
-            if submit is None:
-                future: Future = Future()
-                future.set_result(self.backend.predict(image[None]))
-            else:
-                future = submit(image[None])
+            future = self.backend.submit(image[None])
             inferring.append((name, pre_ms, None, future, started))
 
         refill()
@@ -265,9 +266,7 @@ class Inspector:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        wait_all = getattr(self.backend, "wait_all", None)
-        if wait_all is not None:
-            wait_all()
+        self.backend.wait_all()
 
     def __enter__(self) -> Inspector:
         return self

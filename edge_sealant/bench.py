@@ -665,25 +665,6 @@ def header_lines(header: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_table(result: BenchResult, console: Any) -> None:
-    """Rich table; on a narrow terminal only the headline columns (the files keep them all)."""
-    from rich.table import Table
-
-    columns = TABLE_COLUMNS
-    if getattr(console, "width", 200) < 170:
-        columns = tuple(c for c in TABLE_COLUMNS if c[1] in COMPACT_KEYS)
-    table = Table(title=f"bench: {result.header.get('model', '')} on {result.header['cpu']}, {result.header['threads']} threads")
-    for title, key, _ in columns:
-        table.add_column(title, justify="left" if key == "label" else "right", overflow="fold")
-    for row in result.rows:
-        table.add_row(*table_cells(row, columns))
-    console.print(table)
-    for line in header_lines(result.header):
-        console.print(line, highlight=False, markup=False)
-    for failure in result.gate:
-        console.print(f"[bold red]drop gate:[/] {failure}", highlight=False)
-
-
 def to_markdown(result: BenchResult) -> str:
     out = ["# edge-sealant bench", ""]
     out += [f"- {line}" for line in header_lines(result.header)]
@@ -793,7 +774,6 @@ __all__ = [
     "BenchResult",
     "drop_gate",
     "plan_rows",
-    "render_table",
     "run_bench",
     "system_header",
     "to_csv",

@@ -16,10 +16,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from edge_sealant.card import atomic_write_text, check_new_folder, removed_on_failure
 from edge_sealant.metrics import format_with_ci
+
+if TYPE_CHECKING:
+    from edge_sealant.bench import BenchResult
 
 Log = Callable[[str], None]
 
@@ -95,6 +98,7 @@ class DemoResult:
     test_fpr_ci: Optional[list[float]] = None
     test_recall: Optional[float] = None
     bench: dict[str, Any] = field(default_factory=dict)
+    bench_result: Optional[BenchResult] = None  # for the CLI's table; not in demo.json
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -207,11 +211,10 @@ def _run_stages(options: DemoOptions, out: Path, log: Log, console: Any) -> Demo
             test_fpr_ci=torch_row["fpr_ci"], test_recall=torch_row["recall"],
         )),
         bench=bench_result.to_dict(),
+        bench_result=bench_result,
     )
     atomic_write_text(demo.report, report_markdown(demo, options, summary, result, bench_result, written))
     atomic_write_text(out / "demo.json", json.dumps({**demo.to_dict(), "options": _jsonable(options), "bench": demo.bench}, indent=2, default=str) + "\n")
-    if console is not None:
-        bench.render_table(bench_result, console)
     log(
         f"demo finished in {total:.0f} s; test (held-out) AUROC {format_with_ci(demo.test_auroc, demo.test_auroc_ci)}, "
         f"false-alarm rate {format_with_ci(demo.test_fpr, demo.test_fpr_ci, 3)} at recall {_fmt(demo.test_recall)} "

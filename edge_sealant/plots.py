@@ -1,4 +1,4 @@
-"""PNG figures for training and evaluation (matplotlib, headless)."""
+"""PNG figures for training, evaluation and the bench (matplotlib, headless, imported lazily)."""
 
 from __future__ import annotations
 
@@ -105,4 +105,56 @@ def score_histograms(labels: np.ndarray, scores: np.ndarray, class_sets: Sequenc
     ax.axvline(threshold, color="red", ls="--", label=f"threshold {threshold:.3g}")
     ax.set(xlabel="defect probability", ylabel="images (log)", title="Scores per class")
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def write_bench_plots(result: Any, out_dir: Path, prefix: str = "") -> dict[str, str]:
+    """The bench's figures: ROC curves of all rows overlaid, latency bars, AUROC vs latency.
+
+    ``result`` is an ``edge_sealant.bench.BenchResult``; returns {figure name: path} of what
+    was drawn (no ROC without scored rows of both classes, no bars without timed rows).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, str] = {}
+    curves = {k: v for k, v in result.curves.items() if len(v[0]) and v[0].min() != v[0].max()}
+    if curves:
+        written["roc"] = str(roc_curves(curves, out_dir / f"{prefix}roc.png", title="ROC, all rows"))
+    timed = [r for r in result.rows if r["latency_p50_ms"] is not None]
+    if timed:
+        written["latency"] = str(latency_bars(timed, result.header["threads"], out_dir / f"{prefix}latency.png"))
+    scored = [r for r in timed if r["auroc"] is not None]
+    if scored:
+        written["auroc_vs_latency"] = str(auroc_vs_latency(scored, out_dir / f"{prefix}auroc_vs_latency.png"))
+    return written
+
+
+def latency_bars(rows: Sequence[dict[str, Any]], threads: int, path: Path) -> Path:
+    """p50 latency per bench row with a whisker to p99; timing-only rows in grey."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
+    labels = [r["label"] for r in rows]
+    p50 = np.array([r["latency_p50_ms"] for r in rows])
+    p99 = np.array([r["latency_p99_ms"] for r in rows])
+    y = np.arange(len(rows))
+    ax.barh(y, p50, color=["0.6" if r["timing_only"] else "tab:blue" for r in rows], label="p50")
+    ax.errorbar(p50, y, xerr=[np.zeros_like(p50), np.maximum(p99 - p50, 0)], fmt="none", ecolor="black", capsize=3, label="to p99")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    # A full-res reference row can be 100x slower than the rest: log scale keeps both readable.
+    ax.set_xscale("log" if p50.max() / max(p50.min(), 1e-6) > 50 else "linear")
+    ax.set(xlabel="batch-1 latency (ms)", title=f"latency, {threads} thread(s) per backend")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def auroc_vs_latency(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """One marker per scored bench row: p50 latency against AUROC."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    markers = "osD^vP*X"
+    for index, row in enumerate(rows):  # a legend, not annotations: equal rows overlap
+        ax.scatter(row["latency_p50_ms"], row["auroc"], s=45, marker=markers[index % len(markers)], label=row["label"], alpha=0.8)
+    ax.set(xlabel="p50 latency (ms, batch 1)", ylabel="AUROC (test)", title="AUROC vs latency (up and left is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
     return _save(fig, path)

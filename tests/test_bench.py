@@ -122,12 +122,12 @@ def test_fail_on_drop_gate_exits_1_with_one_line(tiny, monkeypatch):
             row["auroc"] -= 0.2
         return row, curve
 
-    monkeypatch.setattr(bench, "bench_row", degraded)
+    monkeypatch.setattr(bench.table, "bench_row", degraded)  # where run_bench looks it up
     result = runner.invoke(app, [*args, "--fail-on-drop", "0.01"])
     assert result.exit_code == 1
     assert "INT8 AUROC drop above 0.01" in result.output and "OpenVINO INT8" in result.output
     assert (run / "bench" / "bench.json").is_file()  # results are kept for the post-mortem
-    monkeypatch.setattr(bench, "bench_row", real_row)
+    monkeypatch.setattr(bench.table, "bench_row", real_row)
     ok = runner.invoke(app, [*args, "--fail-on-drop", "0.01"])
     assert ok.exit_code == 0, ok.output
 
@@ -175,7 +175,7 @@ def test_timing_helpers():
 def test_bf16_row_runs_the_fp32_ir_with_the_bf16_hint(tiny, monkeypatch):
     run, data = tiny
     header = bench.system_header
-    monkeypatch.setattr(bench, "system_header", lambda threads: {**header(threads), "bf16": True})
+    monkeypatch.setattr(bench.table, "system_header", lambda threads: {**header(threads), "bf16": True})
     options = bench.BenchOptions(run=run, data=data, backends=["openvino"], precisions=["bf16"], threads=1, iterations=3, warmup=1, e2e=False)
     (row,) = bench.run_bench(options).rows
     assert row["precision"] == "bf16" and "bf16 hint" in row["label"]

@@ -3,13 +3,44 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from edge_sealant.card import parse_size
 from edge_sealant.cli.common import app, console, err_console, split_list
 from edge_sealant.errors import EdgeSealantError
+
+if TYPE_CHECKING:
+    from edge_sealant.bench import BenchResult
+
+# Below this many columns only the headline columns are shown (the files keep them all).
+FULL_TABLE_WIDTH = 170
+
+
+def render_table(result: BenchResult, console: Any) -> None:
+    """Rich table, then the header lines and any drop-gate failure.
+
+    On a narrow terminal only the headline columns (``COMPACT_KEYS``) are shown.
+    """
+    from rich.table import Table
+
+    from edge_sealant.bench import COMPACT_KEYS, TABLE_COLUMNS, header_lines, table_cells
+
+    columns = TABLE_COLUMNS
+    if getattr(console, "width", 200) < FULL_TABLE_WIDTH:
+        columns = tuple(c for c in TABLE_COLUMNS if c[1] in COMPACT_KEYS)
+    table = Table(title=f"bench: {result.header.get('model', '')} on {result.header['cpu']}, {result.header['threads']} threads")
+    for title, key, _ in columns:
+        table.add_column(title, justify="left" if key == "label" else "right", overflow="fold")
+    for row in result.rows:
+        table.add_row(*table_cells(row, columns))
+    console.print(table)
+    for line in header_lines(result.header):
+        console.print(line, highlight=False, markup=False)
+    for failure in result.gate:
+        console.print(f"[bold red]drop gate:[/] {failure}", highlight=False)
+
 
 @app.command("bench")
 def bench_cmd(
@@ -53,7 +84,7 @@ def bench_cmd(
     if fail_on_drop is not None:
         result.gate = bench.drop_gate(result.rows, fail_on_drop)
     written = bench.write_outputs(result, bench.default_out_dir(run, json_out), json_out, csv_out, md_out)
-    bench.render_table(result, console)
+    render_table(result, console)
     console.print(f"written: {', '.join(written.values())}", highlight=False)
     if result.gate:
         raise EdgeSealantError(f"INT8 AUROC drop above {fail_on_drop:g}: {'; '.join(result.gate)}")

@@ -16,6 +16,9 @@ def demo_cmd(
     threads: Optional[int] = typer.Option(None, help="Threads for training and every backend (default: physical cores)."),
 ) -> None:
     """Generate sealant-bead data, train, export, quantize and bench: the whole job in minutes."""
+    from edge_sealant.cli.bench import render_table
     from edge_sealant.demo import DemoOptions, run_demo
 
-    run_demo(DemoOptions.preset(quick=quick, out=out, threads=threads), log=lambda m: console.print(m, highlight=False, markup=False), console=console)
+    result = run_demo(DemoOptions.preset(quick=quick, out=out, threads=threads), log=lambda m: console.print(m, highlight=False, markup=False), console=console)
+    if result.bench_result is not None:
+        render_table(result.bench_result, console)

@@ -44,10 +44,10 @@ from edge_sealant.data.loading import load_dataset_like  # noqa: E402
 from edge_sealant.imageset import load_images  # noqa: E402
 from edge_sealant.metrics import binary_metrics  # noqa: E402
 from edge_sealant.quantize import (  # noqa: E402
-    _calibration_dataset,
-    _nncf_arguments,
     build_calibration_set,
+    calibration_dataset,
     head_op_names,
+    nncf_arguments,
     onnx_head_node_names,
     quantize_onnx_model,
     quantize_openvino_model,
@@ -64,9 +64,9 @@ def nncf_onnx(proto, images: np.ndarray, recipe: dict, ignored: list[str]):
     """NNCF's ONNX backend (QDQ laid out OpenVINO-style), for comparison only."""
     import nncf
 
-    args = _nncf_arguments(recipe, len(images), ignored)
+    args = nncf_arguments(recipe, len(images), ignored)
     advanced = args.pop("advanced")
-    return nncf.quantize(proto, _calibration_dataset(images, proto), advanced_parameters=advanced, **args)
+    return nncf.quantize(proto, calibration_dataset(images, proto), advanced_parameters=advanced, **args)
 
 
 def latency_ms(backends: dict[str, object], image: np.ndarray, runs: int) -> dict[str, float]:

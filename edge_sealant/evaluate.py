@@ -22,8 +22,13 @@ from edge_sealant.runtime.protocol import Backend
 def score(backend: Backend, samples: Sequence[Sample], batch_size: int = 32) -> tuple[LoadedImages, np.ndarray]:
     """Defect probabilities of ``samples`` through ``backend`` with the card's preprocessing."""
     loaded = load_images(samples, backend.card)
-    scores = [backend.predict(loaded.images[i : i + batch_size]) for i in range(0, len(loaded.images), batch_size)]
-    return loaded, (np.concatenate(scores).astype(np.float64) if scores else np.zeros(0))
+    return loaded, score_images(backend, loaded.images, batch_size)
+
+
+def score_images(backend: Backend, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Defect probabilities (float64) of already preprocessed uint8 ``images``, in batches."""
+    scores = [backend.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return np.concatenate(scores).astype(np.float64) if scores else np.zeros(0)
 
 
 def selection_splits(card: ModelCard) -> list[str]:

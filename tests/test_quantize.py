@@ -111,11 +111,14 @@ def _copy_run(run: Path, dest: Path) -> Path:
 def ov_result(tiny):
     from rich.console import Console
 
+    from edge_sealant.cli.quantize import console_printers, render_report
     from edge_sealant.quantize import quantize_run
 
     data_yaml, run = tiny
     console = Console(record=True, width=200)
-    report = quantize_run(run, data_yaml, backend="openvino", subset_size=30, console=console)
+    log, warn = console_printers(console)  # what the CLI prints with
+    report = quantize_run(run, data_yaml, backend="openvino", subset_size=30, log=log, warn=warn)
+    render_report(report, console)
     return report, console.export_text()
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
+from rich.console import Console
 
 from edge_sealant.cli.common import app, console, err_console, print_json
+
 
 @app.command("quantize")
 def quantize_cmd(
@@ -25,10 +27,60 @@ def quantize_cmd(
 
     from edge_sealant.quantize import quantize_run, stdout_to_stderr
 
+    # With --json, stdout holds the JSON alone: progress, warnings and the table go to stderr.
+    out = err_console if as_json else console
+    log, warn = console_printers(out)
     with stdout_to_stderr() if as_json else contextlib.nullcontext():
         report = quantize_run(
             run, data, backend=backend, subset_size=subset_size, split=split, max_drop=max_drop,
-            console=err_console if as_json else console, force=force,
+            force=force, log=log, warn=warn,
         )
+    render_report(report, out)
     if as_json:
         print_json(report)
+
+
+def console_printers(out: Console) -> tuple[Callable[[str], None], Callable[[str], None]]:
+    """``(log, warn)`` callbacks for ``quantize_run`` that print to ``out``."""
+
+    def log(message: str) -> None:
+        out.print(message, highlight=False)
+
+    def warn(message: str) -> None:
+        out.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    return log, warn
+
+
+def render_report(report: dict[str, Any], out: Console) -> None:
+    """FP32-vs-INT8 table per split, then the weights sizes and where the model went."""
+    from rich.table import Table
+
+    from edge_sealant.metrics import format_with_ci
+
+    table = Table(title=f"{report['model']} {report['backend']}: FP32 vs INT8 (threshold {report['threshold']:.4g})")
+    for column in ("split", "n", "AUROC fp32", "AUROC int8", "drop", "acc fp32", "acc int8"):
+        table.add_column(column, justify="right" if column != "split" else "left")
+
+    def fmt(value: Any) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    roles = report.get("split_roles", {})
+    for split, row in report["metrics"].items():
+        table.add_row(
+            f"{split} ({roles[split]})" if split in roles else split,
+            str(row["n"]),
+            format_with_ci(row["fp32"]["auroc"], row["fp32"].get("auroc_ci")),
+            format_with_ci(row["int8"]["auroc"], row["int8"].get("auroc_ci")),
+            fmt(row["auroc_drop"]),
+            fmt(row["fp32"]["accuracy"]),
+            fmt(row["int8"]["accuracy"]),
+        )
+    out.print(table)
+    weights = report["weights"]
+    if weights.get("ratio") is not None:
+        out.print(
+            f"weights {weights['int8_bytes'] / 1e6:.2f} MB (INT8) vs {weights['fp32_bytes'] / 1e6:.2f} MB (FP32): "
+            f"{weights['ratio']:.2f}x; wrote {report['int8_model']}",
+            highlight=False,
+        )

@@ -62,7 +62,7 @@ def main() -> None:
     for name, ms in stages.items():
         print(f"| {name} | {ms:.2f} |")
     total = sum(per_type.values())
-    print(f"\n| layer type (kernel) | ms per frame | share |\n|---|---:|---:|")
+    print("\n| layer type (kernel) | ms per frame | share |\n|---|---:|---:|")
     for name, ms in sorted(per_type.items(), key=lambda kv: -kv[1])[:12]:
         print(f"| {name} | {ms:.2f} | {ms / total:.0%} |")
 

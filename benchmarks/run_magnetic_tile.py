@@ -68,73 +68,36 @@ def run_pipeline(
     backends: Optional[list[str]] = None,
     precisions: Optional[list[str]] = None,
 ) -> dict[str, Any]:
-    """Train (unless finished already), evaluate, export, quantize and bench one run."""
-    from edge_sealant.artifacts import existing_artifacts
+    """Train (unless finished already), evaluate, export, quantize and bench one run
+    (``edge_sealant.pipeline``, the demo's pipeline), and keep the figures the report needs."""
     from edge_sealant.card import ModelCard
-    from edge_sealant.evaluate import evaluate_run
-    from edge_sealant.export import export_run
-    from edge_sealant.quantize import quantize_run
-    from edge_sealant.train import TrainOptions, train
+    from edge_sealant.pipeline import PipelineOptions, run_pipeline as pipeline
+    from edge_sealant.train import TrainOptions
 
-    times: dict[str, float] = {}
-
-    def timed(name: str, fn: Any) -> Any:
-        start = time.perf_counter()
-        log(f"  {run.name}: {name} ...")
-        value = fn()
-        times[name] = round(time.perf_counter() - start, 1)
-        return value
-
-    if (run / "run.json").is_file():
-        log(f"  {run.name}: reusing the finished run in {run}")
-    else:
-        options = TrainOptions(
-            data=str(data),
-            out=str(run),
-            model=model,
-            imgsz=imgsz,
-            epochs=args.epochs,
-            pretrained=args.pretrained,
-            time_limit_min=args.time_limit,
-            batch_size=args.batch_size,
-            device=args.device,
-        )
-        timed("train", lambda: train(options))
-    evaluation = timed("evaluate", lambda: evaluate_run(run, data, split="test"))
-    formats = ["openvino"] if backends and "onnxruntime" not in backends else ["onnx", "openvino"]
-    export_precisions = ["fp32", "fp16"] if not precisions or "fp16" in precisions else ["fp32"]
-    found = existing_artifacts(run)
-    wanted = [("onnxruntime", "fp32")] * ("onnx" in formats) + [("openvino", p) for p in export_precisions]
-    if any(key not in found for key in wanted):
-        timed("export", lambda: export_run(run, formats=formats, precisions=export_precisions))
-    for backend, key in (("openvino", "openvino"), ("onnx", "onnxruntime")):
-        if backends and key not in backends:
-            continue
-        if (key, "int8") not in existing_artifacts(run):
-            timed(f"quantize {backend}", lambda b=backend: quantize_run(run, data, backend=b, subset_size=args.subset_size, split="train"))
-    options = bench.BenchOptions(
-        run=run,
-        data=data,
-        split="test",
-        backends=backends,
-        precisions=precisions,
-        threads=args.threads,
-        iterations=args.iterations,
-        warmup=args.warmup,
-        e2e_images=args.e2e_images,
+    train = TrainOptions(
+        data=str(data), out=str(run), model=model, imgsz=imgsz, epochs=args.epochs, pretrained=args.pretrained,
+        time_limit_min=args.time_limit, batch_size=args.batch_size, device=args.device,
     )
-    result = timed("bench", lambda: bench.run_bench(options, log=lambda m: log(f"    {m}")))
-    bench.write_outputs(result, run / "bench", md_path=run / "bench" / "bench.md")
+    options = PipelineOptions(
+        data=data, run=run, train=train, evaluate=True,
+        export_formats=("openvino",) if backends and "onnxruntime" not in backends else ("onnx", "openvino"),
+        export_precisions=("fp32", "fp16") if not precisions or "fp16" in precisions else ("fp32",),
+        quantize_backends=tuple(b for b, key in (("openvino", "openvino"), ("onnx", "onnxruntime")) if not backends or key in backends),
+        subset_size=args.subset_size,
+        bench=dict(split="test", backends=backends, precisions=precisions, threads=args.threads,
+                   iterations=args.iterations, warmup=args.warmup, e2e_images=args.e2e_images),
+    )
+    result = pipeline(options, log=lambda m: log(f"  {run.name}: {m}"))
     card = ModelCard.load(run)
     return {
         "model": model,
         "imgsz": list(imgsz),
         "run": str(run),
         "train": {k: card.train.get(k) for k in ("epochs_run", "best_epoch", "train_seconds", "device")},
-        "test": {k: evaluation.get(k) for k in ("auroc", "average_precision", "accuracy", "balanced_accuracy", "recall", "fpr", "threshold")},
-        "seconds": times,
-        "header": result.header,
-        "rows": result.rows,
+        "test": {k: result.evaluation.get(k) for k in ("auroc", "average_precision", "accuracy", "balanced_accuracy", "recall", "fpr", "threshold")},
+        "seconds": result.stages,
+        "header": result.bench.header,
+        "rows": result.bench.rows,
     }
 
 

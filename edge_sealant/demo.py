@@ -13,10 +13,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from edge_sealant.card import atomic_write_text, check_new_folder, removed_on_failure
 from edge_sealant.metrics import format_with_ci
@@ -119,92 +118,68 @@ def check_out(out: Path) -> None:
     check_new_folder(out, "pass --out with a new folder")
 
 
-@contextmanager
-def stage(name: str, stages: dict[str, float], log: Log) -> Iterator[None]:
-    log(f"[{len(stages) + 1}] {name} ...")
-    started = time.perf_counter()
-    yield
-    stages[name] = round(time.perf_counter() - started, 2)
-    log(f"    {name} done in {stages[name]:.1f} s")
+def run_demo(options: DemoOptions, log: Log = print, progress: Any = None) -> DemoResult:
+    """Run every stage into ``options.out`` and return timings, test AUROC and the bench.
 
-
-def run_demo(options: DemoOptions, log: Log = print, console: Any = None) -> DemoResult:
-    """Run every stage into ``options.out`` and return timings, test AUROC and the bench."""
+    ``log`` receives the stage lines, ``progress`` the training progress (default: plain
+    lines through ``log``).
+    """
     out = Path(options.out)
     check_out(out)
     with removed_on_failure(out):  # a failed demo leaves no half-made folder behind
         out.mkdir(parents=True, exist_ok=True)
-        return _run_stages(options, out, log, console)
+        return _run_stages(options, out, log, progress)
 
 
-def _run_stages(options: DemoOptions, out: Path, log: Log, console: Any) -> DemoResult:
+def _run_stages(options: DemoOptions, out: Path, log: Log, progress: Any) -> DemoResult:
     import torch
 
-    from edge_sealant import bench
+    from edge_sealant.bench import physical_cores
     from edge_sealant.data.synth import synthesize
-    from edge_sealant.export import export_run
-    from edge_sealant.train import TextProgress, TrainOptions, train
+    from edge_sealant.pipeline import run_pipeline, stage
 
-    threads = options.threads or bench.physical_cores()
+    threads = options.threads or physical_cores()
     torch.set_num_threads(threads)
     stages: dict[str, float] = {}
     started = time.perf_counter()
     data_dir, run = out / "data", out / "run"
-
     with stage("generate data", stages, log):
         summary = synthesize(
             data_dir, n=options.n, defect_ratio=options.defect_ratio, size=options.synth_size,
             seed=options.seed, split_fractions=options.split_fractions,
         )
-        data = Path(summary["path"])
         log(f"    {summary['images']} images {options.synth_size[0]}x{options.synth_size[1]} in {data_dir}: {summary['counts']}")
+    data = Path(summary["path"])
+    pipeline = run_pipeline(_pipeline_options(options, data, run, threads), log=log, progress=progress, stages=stages)
+    val = pipeline.train.card.metrics.get("val", {})
+    log(f"    {options.model} {options.imgsz[0]}x{options.imgsz[1]}: best epoch {pipeline.train.best_epoch + 1}, "
+        f"val AUROC {val.get('auroc', float('nan')):.4f}")
+    return _finish(options, out, summary, pipeline, time.perf_counter() - started)
 
-    with stage("train", stages, log):
-        result = train(
-            TrainOptions(
-                data=str(data),
-                out=str(run),
-                model=options.model,
-                pretrained=options.pretrained,
-                imgsz=options.imgsz,
-                epochs=options.epochs,
-                batch_size=options.batch_size,
-                lr=options.lr,
-                seed=options.seed,
-                device="cpu",
-                time_limit_min=options.time_limit_min,
-                time_limit_action=options.time_limit_action,
-            ),
-            progress=TextProgress(lambda message: log(f"    {message}")),
-        )
-        val = result.card.metrics.get("val", {})
-        log(f"    {options.model} {options.imgsz[0]}x{options.imgsz[1]}: best epoch {result.best_epoch + 1}, val AUROC {val.get('auroc', float('nan')):.4f}")
 
-    with stage("export (onnx + openvino fp32)", stages, log):
-        export_run(run, formats=["onnx", "openvino"], precisions=["fp32"], log=lambda m: log(f"    {m}"))
+def _pipeline_options(options: DemoOptions, data: Path, run: Path, threads: int) -> Any:
+    from edge_sealant.pipeline import PipelineOptions
+    from edge_sealant.train import TrainOptions
 
-    with stage("quantize (int8)", stages, log):
-        quantize_artifacts(run, data, options, log)
+    train = TrainOptions(
+        data=str(data), out=str(run), model=options.model, pretrained=options.pretrained, imgsz=options.imgsz,
+        epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, seed=options.seed, device="cpu",
+        time_limit_min=options.time_limit_min, time_limit_action=options.time_limit_action,
+    )
+    bench = dict(split="test", threads=threads, iterations=options.iterations, warmup=options.warmup, e2e_images=options.e2e_images)
+    return PipelineOptions(
+        data=data, run=run, train=train, quantize_backends=options.quantize_backends, subset_size=options.subset_size, bench=bench,
+    )
 
-    with stage("bench", stages, log):
-        bench_options = bench.BenchOptions(
-            run=run,
-            data=data,
-            split="test",
-            threads=threads,
-            iterations=options.iterations,
-            warmup=options.warmup,
-            e2e_images=options.e2e_images,
-        )
-        bench_result = bench.run_bench(bench_options, log=lambda m: log(f"    {m}"))
-        written = bench.write_outputs(bench_result, run / "bench", md_path=run / "bench" / "bench.md")
 
-    total = time.perf_counter() - started
+def _finish(options: DemoOptions, out: Path, summary: dict[str, Any], pipeline: Any, total: float) -> DemoResult:
+    """The demo's result, ``report.md`` and ``demo.json``."""
+    bench_result = pipeline.bench
     torch_row = next((r for r in bench_result.rows if r["backend"] == "torch"), None)
     demo = DemoResult(
         out=out,
         report=out / "report.md",
-        stages=stages,
+        stages=pipeline.stages,
         total_seconds=round(total, 1),
         **({} if torch_row is None else dict(
             test_auroc=torch_row["auroc"], test_auroc_ci=torch_row["auroc_ci"], test_fpr=torch_row["fpr"],
@@ -213,24 +188,18 @@ def _run_stages(options: DemoOptions, out: Path, log: Log, console: Any) -> Demo
         bench=bench_result.to_dict(),
         bench_result=bench_result,
     )
-    atomic_write_text(demo.report, report_markdown(demo, options, summary, result, bench_result, written))
+    atomic_write_text(demo.report, report_markdown(demo, options, summary, pipeline.train, bench_result, pipeline.bench_files))
     atomic_write_text(out / "demo.json", json.dumps({**demo.to_dict(), "options": _jsonable(options), "bench": demo.bench}, indent=2, default=str) + "\n")
-    log(
-        f"demo finished in {total:.0f} s; test (held-out) AUROC {format_with_ci(demo.test_auroc, demo.test_auroc_ci)}, "
-        f"false-alarm rate {format_with_ci(demo.test_fpr, demo.test_fpr_ci, 3)} at recall {_fmt(demo.test_recall)} "
-        f"(torch FP32); report: {demo.report}"
-    )
     return demo
 
 
-def quantize_artifacts(run: Path, data: Path, options: DemoOptions, log: Log) -> None:
-    """INT8 for each backend of ``options.quantize_backends`` via ``quantize.quantize_run``."""
-    from edge_sealant.quantize import quantize_run
-
-    for backend in options.quantize_backends:
-        started = time.perf_counter()
-        quantize_run(run, data, backend=backend, subset_size=options.subset_size, split="train")
-        log(f"    {backend} int8 in {time.perf_counter() - started:.1f} s")
+def finished_line(demo: DemoResult) -> str:
+    """The one-line summary a front end prints last."""
+    return (
+        f"demo finished in {demo.total_seconds:.0f} s; test (held-out) AUROC {format_with_ci(demo.test_auroc, demo.test_auroc_ci)}, "
+        f"false-alarm rate {format_with_ci(demo.test_fpr, demo.test_fpr_ci, 3)} at recall {_fmt(demo.test_recall)} "
+        f"(torch FP32); report: {demo.report}"
+    )
 
 
 def report_markdown(demo: DemoResult, options: DemoOptions, summary: dict, train_result: Any, bench_result: Any, written: dict[str, str]) -> str:

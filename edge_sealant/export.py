@@ -31,6 +31,7 @@ import numpy as np
 from edge_sealant import __version__
 from edge_sealant.artifacts import artifact_path
 from edge_sealant.card import RUN_JSON, ModelCard, normal_permissions
+from edge_sealant.choices import parse_choices
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.runtime.backends import open_backend
 from edge_sealant.runtime.model_file import SIDECAR_SUFFIX, model_size_mb, set_onnx_metadata, set_openvino_metadata, sidecar_path
@@ -322,19 +323,6 @@ def parity_check(
 
 
 # ------------------------------------------------------------------------------ export_run
-def _parse_choice(values: Iterable[str] | None, allowed: tuple[str, ...], what: str, default: tuple[str, ...]) -> list[str]:
-    chosen = []
-    for value in values or default:
-        value = value.strip().lower()
-        if value == "ov":
-            value = "openvino"
-        if value not in allowed:
-            raise EdgeSealantError(f"unknown {what} {value!r}; choose from {', '.join(allowed)}")
-        if value not in chosen:
-            chosen.append(value)
-    return chosen
-
-
 def export_run(
     run: str | Path,
     formats: Iterable[str] | None = None,
@@ -387,8 +375,8 @@ def _check_request(
     """Validate an export request before any work: (formats, precisions, bundle path)."""
     if isinstance(parity_limit, bool) or not isinstance(parity_limit, int) or parity_limit < 1:
         raise EdgeSealantError(f"--parity-images {parity_limit!r} must be >= 1: an export is only trusted once it agrees with torch")
-    chosen_formats = _parse_choice(formats, FORMATS, "format", FORMATS)
-    chosen_precisions = _parse_choice(precisions, EXPORT_PRECISIONS, "precision", ("fp32",))
+    chosen_formats = parse_choices(formats, FORMATS, "format", FORMATS, option="--format")
+    chosen_precisions = parse_choices(precisions, EXPORT_PRECISIONS, "precision", ("fp32",), option="--precision")
     bundle_path = Path(bundle) if bundle is not None else None
     if bundle_path is not None:
         from edge_sealant.bundle import check_bundle_target

@@ -78,7 +78,7 @@ def test_fp32_parity_on_val_images(exported_run, dataset_root):
     """Same uint8 input to torch, ONNX Runtime and OpenVINO f32: within 1e-4."""
     from edge_sealant.checkpoint import load_trained
     from edge_sealant.data.loading import load_dataset
-    from edge_sealant.export import TOLERANCE, torch_reference
+    from edge_sealant.export import torch_reference
     from edge_sealant.imageset import load_images
     from edge_sealant.runtime import open_backend
 

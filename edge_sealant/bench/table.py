@@ -34,6 +34,7 @@ from edge_sealant.bench.measure import (
 )
 from edge_sealant.bench.system import physical_cores, system_header
 from edge_sealant.card import ModelCard
+from edge_sealant.choices import parse_choices
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.runtime.model_file import model_size_mb
 
@@ -63,7 +64,6 @@ ROW_KEYS = (
 )  # fmt: skip
 ACCURACY_KEYS = ("auroc", "auroc_ci", "accuracy", "balanced_accuracy", "recall", "recall_ci", "fpr", "fpr_ci")
 ENGINE_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
-CHOICE_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino", "pytorch": "torch"}
 
 
 @dataclass
@@ -87,8 +87,8 @@ class BenchOptions:
     out_dir: Optional[str | Path] = None  # PNGs (+ bench.json); default RUN/bench
 
     def __post_init__(self) -> None:
-        self.backends = _check_choices(self.backends, BACKENDS, "--backends")
-        self.precisions = _check_choices(self.precisions, PRECISIONS, "--precisions")
+        self.backends = parse_choices(self.backends, BACKENDS, "backend", option="--backends")
+        self.precisions = parse_choices(self.precisions, PRECISIONS, "precision", option="--precisions")
         if self.threads is not None and self.threads < 1:
             raise EdgeSealantError("--threads must be >= 1")
         if self.iterations < 1 or self.warmup < 0 or self.e2e_images < 1:
@@ -121,18 +121,6 @@ class BenchResult:
     def to_dict(self) -> dict[str, Any]:
         """What bench.json holds (the curves stay out: they are the plots' input)."""
         return {"header": self.header, "rows": self.rows, "plots": self.plots, "gate": self.gate}
-
-
-def _check_choices(values: Optional[Sequence[str]], allowed: Sequence[str], option: str) -> list[str]:
-    """Normalised choices (aliases resolved); all of ``allowed`` when none are given."""
-    if not values:
-        return list(allowed)
-    values = [v.strip().lower() for v in values if v.strip()]
-    values = [CHOICE_ALIASES.get(v, v) for v in values]
-    bad = [v for v in values if v not in allowed]
-    if bad:
-        raise EdgeSealantError(f"{option}: unknown {', '.join(bad)} (choose from {', '.join(allowed)})")
-    return values
 
 
 # ---------------------------------------------------------------------------- planning

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from edge_sealant.card import parse_size
-from edge_sealant.cli.common import app, console, err_console, split_list
+from edge_sealant.bench import BACKENDS, PRECISIONS, BenchOptions
+from edge_sealant.cli.common import app, console, default_of, err_console, split_list
 from edge_sealant.errors import EdgeSealantError
 
 if TYPE_CHECKING:
@@ -46,13 +47,13 @@ def render_table(result: BenchResult, console: Any) -> None:
 def bench_cmd(
     run: Path = typer.Argument(..., help="Run folder (best.pt + exported/quantized models)."),
     data: Path = typer.Argument(..., help="YOLO data.yaml or dataset folder."),
-    split: str = typer.Option("test", help="Split whose images are scored and timed."),
-    backends: Optional[str] = typer.Option(None, help="Comma-separated: torch,onnxruntime,openvino (default all)."),
-    precisions: Optional[str] = typer.Option(None, help="Comma-separated: fp32,fp16,int8,bf16 (default all; bf16 only where the CPU has it)."),
+    split: str = typer.Option(default_of(BenchOptions, "split"), help="Split whose images are scored and timed."),
+    backends: Optional[str] = typer.Option(None, help=f"Comma-separated: {','.join(BACKENDS)} (default all)."),
+    precisions: Optional[str] = typer.Option(None, help=f"Comma-separated: {','.join(PRECISIONS)} (default all; bf16 only where the CPU has it)."),
     threads: Optional[int] = typer.Option(None, help="Threads for every backend (default: physical cores)."),
-    iterations: int = typer.Option(200, help="Timed batch-1 runs per row, after --warmup."),
-    warmup: int = typer.Option(20, help="Untimed runs before timing."),
-    e2e_images: int = typer.Option(200, help="Files streamed through the runtime for the end-to-end figures."),
+    iterations: int = typer.Option(default_of(BenchOptions, "iterations"), help="Timed batch-1 runs per row, after --warmup."),
+    warmup: int = typer.Option(default_of(BenchOptions, "warmup"), help="Untimed runs before timing."),
+    e2e_images: int = typer.Option(default_of(BenchOptions, "e2e_images"), help="Files streamed through the runtime for the end-to-end figures."),
     no_e2e: bool = typer.Option(False, "--no-e2e", help="Skip the end-to-end (file -> decision) figures."),
     reference: Optional[str] = typer.Option(None, help="full-res: add a timing-only EfficientNet-B0 row at the source resolution."),
     reference_size: Optional[str] = typer.Option(None, help="HxW of the --reference row (default: the split's image size)."),

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from edge_sealant.cli.common import app, console, err_console, print_json
+from edge_sealant.quantize.calibration import MIN_CALIBRATION_IMAGES
 
 
 @app.command("quantize")
@@ -16,7 +17,7 @@ def quantize_cmd(
     run: Path = typer.Argument(..., help="Run folder (its FP32 export is made first when missing)."),
     data: Path = typer.Argument(..., help="Dataset to calibrate and evaluate on (YOLO data.yaml or folder)."),
     backend: str = typer.Option("openvino", "--backend", help="openvino (NNCF -> INT8 IR, recommended) or onnx (ONNX Runtime quantize_static -> QDQ ONNX)."),
-    subset_size: int = typer.Option(300, "--subset-size", help="Calibration images, drawn stratified by label."),
+    subset_size: int = typer.Option(MIN_CALIBRATION_IMAGES, "--subset-size", help="Calibration images, drawn stratified by label."),
     split: str = typer.Option("train", "--split", help="Split the calibration images come from."),
     max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Accuracy control: keep layers in float until the val AUROC drop is <= D (absolute)."),
     as_json: bool = typer.Option(False, "--json", help="Print the quantize report as JSON on stdout."),

@@ -85,7 +85,6 @@ from edge_sealant.quantize.graph import (
     openvino_quantized_ops,
 )
 from edge_sealant.quantize.recipes import (
-    BACKENDS,
     DEFAULT_RECIPE,
     RECIPES,
     load_recipe_file,
@@ -96,7 +95,6 @@ from edge_sealant.quantize.recipes import (
 from edge_sealant.quantize.run import MANIFEST, REPORT, REPORT_SPLITS, quantize_run
 
 __all__ = [
-    "BACKENDS",
     "DEFAULT_RECIPE",
     "MANIFEST",
     "MANIFEST_FORMAT",

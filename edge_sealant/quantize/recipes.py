@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edge_sealant.choices import parse_choice
 from edge_sealant.errors import EdgeSealantError
 
-BACKENDS = {"openvino": "openvino", "ov": "openvino", "onnx": "onnxruntime", "onnxruntime": "onnxruntime"}
 
 # Keys: preset (performance = symmetric weights and activations, the fast CPU kernels),
 # model_type (None for CNNs; "transformer" only for attention nets), fast_bias_correction
@@ -44,10 +44,7 @@ _ONNX_KEYS = ("family", "float_head", "onnx_calibrate_method", "onnx_reduce_rang
 
 def normalise_backend(backend: str) -> str:
     """``openvino`` or ``onnxruntime`` for any accepted spelling (``ov``, ``onnx``...)."""
-    key = str(backend).strip().lower()
-    if key not in BACKENDS:
-        raise EdgeSealantError(f"unknown backend {backend!r}; choose openvino or onnx")
-    return BACKENDS[key]
+    return parse_choice(backend, ("openvino", "onnxruntime"), "backend", option="--backend")
 
 
 def model_family(model: str) -> str:

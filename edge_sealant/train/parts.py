@@ -98,15 +98,17 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmu
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-@torch.inference_mode()
 def predict_logits(net: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 64) -> np.ndarray:
+    """Image logits of a training ``InspectionNet`` (eval mode) for uint8 NHWC ``images``."""
+    from edge_sealant.torch_backend import predict_in_batches
+
     net.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(images[start : start + batch_size]).to(device).permute(0, 3, 1, 2).float()
-        batch = batch.contiguous(memory_format=torch.channels_last)
-        out.append(net(batch).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+    return predict_in_batches(net, images, batch_size, device, to_input=_training_input)
+
+
+def _training_input(batch: torch.Tensor) -> torch.Tensor:
+    # NCHW float in [0, 255], channels_last as in training (faster convolutions, same numbers)
+    return batch.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
 
 
 class WeightAverage:

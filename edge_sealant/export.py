@@ -12,7 +12,7 @@ in a temporary sibling folder, checked for parity against torch there, and only 
 in by renames. OpenVINO IR is converted from the exported ONNX file (exact match, and
 seconds instead of the ~20 s of tracing the torch module again).
 
-``quantize.py`` reuses :func:`save_onnx_model`, :func:`save_openvino_ir`, :func:`parity_images`
+``edge_sealant.quantize`` reuses :func:`save_onnx_model`, :func:`save_openvino_ir`, :func:`parity_images`
 and :func:`torch_reference` for the INT8 artifacts.
 """
 

@@ -43,6 +43,7 @@ RUNTIME_FILES = (
     "runtime/protocol.py",
     "runtime/model_file.py",
     "runtime/backends.py",
+    "runtime/regions.py",
     "runtime/inspector.py",
 )
 REQUIREMENTS = """\

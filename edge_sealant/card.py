@@ -25,6 +25,8 @@ from edge_sealant.errors import EdgeSealantError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("stretch", "letterbox")
+HEATMAP_STRIDES = (0, 16)  # 0: no heatmap output
+SUPERVISIONS = ("image", "boxes")
 METADATA_KEY = "edge_sealant.card"
 RUN_JSON = "run.json"
 
@@ -48,6 +50,10 @@ class ModelCard:
     input_format: str = "uint8 NHWC, normalisation inside the graph"
     output: str = "defect probability (sigmoid inside the graph)"
     labels: tuple[str, str] = ("normal", "defect")
+    # 0: image-only model (one output). 16: a second output, the defect heatmap, one cell per
+    # 16x16 input pixels, values in [0, 1].
+    heatmap_stride: int = 0
+    supervision: str = "image"  # what trained it: "image" labels only, or "boxes" (boxes/polygons too)
     defect_classes: list[str] = field(default_factory=list)
     threshold: float = 0.5
     threshold_policy: str = "default"
@@ -81,6 +87,10 @@ class ModelCard:
         for name in ("data_summary", "train", "metrics", "library_versions"):
             if not isinstance(getattr(self, name), dict):
                 raise EdgeSealantError(f"model card: {name} must be a mapping, got {type(getattr(self, name)).__name__}")
+        if self.heatmap_stride not in HEATMAP_STRIDES or isinstance(self.heatmap_stride, bool):
+            raise EdgeSealantError(f"model card: heatmap_stride must be one of {HEATMAP_STRIDES}, got {self.heatmap_stride!r}")
+        if self.supervision not in SUPERVISIONS:
+            raise EdgeSealantError(f"model card: supervision must be one of {', '.join(SUPERVISIONS)}, got {self.supervision!r}")
         if isinstance(self.threshold, bool):
             raise EdgeSealantError(f"model card: threshold must be a number in [0, 1], got {self.threshold!r}")
         self.threshold = check_threshold(self.threshold)
@@ -92,6 +102,16 @@ class ModelCard:
     @property
     def width(self) -> int:
         return self.input_size[1]
+
+    @property
+    def has_heatmap(self) -> bool:
+        return self.heatmap_stride > 0
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        """(rows, columns) of the heatmap output: the input size over the stride, rounded up."""
+        stride = self.heatmap_stride or 1
+        return -(-self.height // stride), -(-self.width // stride)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -1,7 +1,8 @@
 """Export a trained run to ONNX and OpenVINO IR and check parity against torch.
 
 Every artifact is ``DeployNet`` (uint8 N x H x W x 3 input named ``images`` in the card's
-channel order, dynamic batch; output ``defect_probability`` N x 1) with the model card
+channel order, dynamic batch; output ``defect_probability`` N x 1, and ``defect_heatmap``
+N x 1 x H/16 x W/16 for models trained from boxes) with the model card
 embedded (ONNX ``metadata_props``, OpenVINO ``rt_info`` under ``edge_sealant/<key>``, both
 from :meth:`ModelCard.to_metadata`, written by :mod:`edge_sealant.runtime.model_file`) and
 written next to a ``run.json`` copy of that card. Changing the threshold of an exported model
@@ -39,6 +40,7 @@ from edge_sealant.runtime.model_file import SIDECAR_SUFFIX, model_size_mb, set_o
 ONNX_OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "defect_probability"
+HEATMAP_OUTPUT_NAME = "defect_heatmap"  # N x 1 x ceil(H/16) x ceil(W/16), heatmap models only
 FORMATS = ("onnx", "openvino")
 EXPORT_PRECISIONS = ("fp32", "fp16")
 # max |probability - torch probability|. FP32 must match (a mismatch is a preprocessing or
@@ -175,13 +177,18 @@ def onnx_model_proto(net: Any, card: ModelCard, opset: int = ONNX_OPSET) -> Any:
             (example,),
             buffer,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=output_names(card),
             opset_version=opset,
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *output_names(card)]},
             do_constant_folding=True,
             dynamo=False,
         )
     return onnx.load_from_string(buffer.getvalue())
+
+
+def output_names(card: ModelCard) -> list[str]:
+    """The graph's outputs: the probability, then the heatmap for a heatmap model."""
+    return [OUTPUT_NAME, HEATMAP_OUTPUT_NAME] if card.has_heatmap else [OUTPUT_NAME]
 
 
 def save_onnx_model(

@@ -71,7 +71,7 @@ def load_images(samples: Sequence[Sample], card: ModelCard, workers: int | None 
 
     def one(sample: Sample) -> tuple[np.ndarray, np.ndarray | None] | str:
         try:
-            image, box = load_with_box(sample.path, card.input_size, card.resize_mode, card.channel_order)
+            image, box, _ = load_with_box(sample.path, card.input_size, card.resize_mode, card.channel_order)
         except EdgeSealantError as exc:
             return str(exc)
         return image, region_mask(sample.regions, card.input_size, box) if masks else None

@@ -12,6 +12,7 @@ import glob
 import io
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,11 +20,12 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from edge_sealant.artifacts import existing_artifacts
-from edge_sealant.card import atomic_write_text
+from edge_sealant.card import atomic_write_text, check_threshold
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.preprocess import IMAGE_SUFFIXES
 from edge_sealant.runtime import InspectionResult, Inspector
 from edge_sealant.runtime.model_file import preferred_artifact
+from edge_sealant.runtime.regions import DEFAULT_LEVEL
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 OUTPUT_SUFFIXES = (".csv", ".json")
@@ -41,6 +43,8 @@ class PredictReport:
     rows: list[InspectionResult] = field(default_factory=list)
     elapsed_s: float = 0.0
     out: Path | None = None
+    with_regions: bool = False  # rows carry the heatmap regions
+    overlays: list[Path] = field(default_factory=list)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -53,6 +57,7 @@ class PredictReport:
             "mean_latency_ms": round(float(latencies.mean()), 3) if len(latencies) else None,
             "p50_latency_ms": round(float(np.median(latencies)), 3) if len(latencies) else None,
             "images_per_s": round(len(self.rows) / self.elapsed_s, 2) if self.elapsed_s > 0 else None,
+            "overlays": len(self.overlays),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,18 +68,21 @@ class PredictReport:
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
             "summary": self.summary,
-            "rows": [_row(r) for r in self.rows],
+            "rows": [_row(r, self.with_regions) for r in self.rows],
         }
 
 
-def _row(result: InspectionResult) -> dict[str, Any]:
-    return {
+def _row(result: InspectionResult, with_regions: bool = False) -> dict[str, Any]:
+    row = {
         "path": result.name,
         "probability": None if result.probability is None else round(result.probability, 6),
         "decision": result.decision,
         "latency_ms": result.latency_ms,
         "error": result.error,
     }
+    if with_regions:
+        row["regions"] = [region.to_dict() for region in result.regions]
+    return row
 
 
 # -------------------------------------------------------------------------------- model
@@ -170,28 +178,43 @@ def predict(
     threads: int | None = None,
     on_start: Callable[[int | None, str], None] | None = None,
     on_result: Callable[[InspectionResult], None] | None = None,
+    overlay: str | Path | None = None,
+    regions: bool = False,
+    region_level: float = DEFAULT_LEVEL,
 ) -> PredictReport:
     """Inspect every image of ``source`` with ``model``; write ``out`` (CSV or JSON) if given.
 
     ``on_start(total, description)`` and ``on_result(result)`` let a caller show progress.
+    Heatmap models: ``overlay`` (a folder) receives a JPEG of every flagged image with its
+    heatmap, regions and verdict; ``regions`` adds the regions (boxes in source pixels at
+    ``region_level``, with their peak) to the rows.
     """
     out = check_output(out)
     path = resolve_model(model)
+    overlay_dir = check_overlay_dir(overlay)
     plan = expand_source(source)
     inspector = Inspector.load(path, device=device, hint=hint, precision=precision, threads=threads, threshold=threshold)
+    inspector.region_level = check_threshold(region_level)
+    if (overlay_dir is not None or regions) and not inspector.card.has_heatmap:
+        raise EdgeSealantError(f"{path}: an image-only model has no heatmap for --overlay/--regions (train with --supervision boxes)")
     report = PredictReport(
         model=path,
         backend=inspector.backend.name,
         precision=inspector.backend.precision,
         threshold=inspector.threshold,
         threshold_source=inspector.threshold_source,
+        with_regions=regions,
     )
     if on_start is not None:
         on_start(plan.total, plan.description)
     start = time.perf_counter()
+    in_flight: deque[Any] = deque()  # sources of the images being inspected, for overlays
+    items = _remembered(plan.items, in_flight) if overlay_dir is not None else plan.items
     with inspector:
-        for result in inspector.stream(plan.items):
+        for result in inspector.stream(items):
             report.rows.append(result)
+            if overlay_dir is not None:
+                _overlay(overlay_dir, in_flight.popleft(), result, report)
             if on_result is not None:
                 on_result(result)
     report.elapsed_s = time.perf_counter() - start
@@ -199,6 +222,36 @@ def predict(
         write_rows(report, out)
         report.out = out
     return report
+
+
+def check_overlay_dir(overlay: str | Path | None) -> Path | None:
+    """The overlay folder, made if missing (existing pictures are never overwritten)."""
+    if overlay is None:
+        return None
+    folder = Path(overlay)
+    if folder.exists() and not folder.is_dir():
+        raise EdgeSealantError(f"--overlay {folder}: exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _remembered(items: Iterator[Any], in_flight: deque[Any]) -> Iterator[Any]:
+    """Pass ``items`` on, keeping each one's source until its result comes back (in order):
+    the stream's bounded queue bounds what is kept, video frames included."""
+    for item in items:
+        in_flight.append(item[1] if isinstance(item, tuple) else item)
+        yield item
+
+
+def _overlay(folder: Path, source: Any, result: InspectionResult, report: PredictReport) -> None:
+    if not (result.ok and result.is_defect):
+        return
+    from edge_sealant.overlay import write_overlay
+
+    try:
+        report.overlays.append(write_overlay(folder, source, result))
+    except EdgeSealantError as exc:  # the verdict stands; the picture is a convenience
+        result.error = f"overlay not written: {exc}"
 
 
 def write_rows(report: PredictReport, out: Path) -> None:
@@ -209,10 +262,13 @@ def write_rows(report: PredictReport, out: Path) -> None:
         atomic_write_text(out, json.dumps(report.to_dict(), indent=2) + "\n")
         return
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    columns = CSV_COLUMNS + (("regions",) if report.with_regions else ())
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for result in report.rows:
-        row = _row(result)
+        row = _row(result, report.with_regions)
+        if report.with_regions:
+            row["regions"] = json.dumps(row["regions"], separators=(",", ":"))
         row["probability"] = "" if row["probability"] is None else f"{row['probability']:.6f}"
         row["error"] = " ".join(str(row["error"] or "").split())  # one line per image, whatever the decoder said
         writer.writerow(row)

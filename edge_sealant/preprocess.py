@@ -206,22 +206,36 @@ def load_with_box(
     target_hw: tuple[int, int],
     mode: str = "stretch",
     channel_order: str = "RGB",
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """:func:`load_for_model` plus the :func:`content_box` the image landed in."""
+) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[int, int]]:
+    """:func:`load_for_model` plus where the image landed: its :func:`content_box` inside the
+    input and the (height, width) of the source image, so label geometry maps in and heatmap
+    regions map back to source pixels."""
+    source_hw = None
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8:
             raise EdgeSealantError(f"image array must be uint8, got {source.dtype}")
         image = to_three_channels(source)
-    elif isinstance(source, BUFFER_TYPES):
-        image = decode(bytes(source), target_hw, mode, name="image bytes")
-    elif isinstance(source, (str, Path)):
-        image = decode(read_bytes(source), target_hw, mode, name=str(source))
+    elif isinstance(source, (*BUFFER_TYPES, str, Path)):
+        name = "image bytes" if isinstance(source, BUFFER_TYPES) else str(source)
+        data = bytes(source) if isinstance(source, BUFFER_TYPES) else read_bytes(source)
+        image = decode(data, target_hw, mode, name=name)
+        source_hw = encoded_image_size(data)  # the full size, before any reduced-scale decode
     else:
         raise EdgeSealantError(f"cannot read an image from {type(source).__name__}: give a path, encoded bytes or a uint8 array")
+    source_hw = _oriented(source_hw, image.shape[:2])
     # A reduced JPEG decode keeps the aspect ratio (to a pixel), so the box is the same as
     # the full-size image's.
     box = content_box(image.shape[:2], target_hw, mode)
     image = resize(image, target_hw, mode)
     if channel_order == "RGB":
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(image), box
+    return np.ascontiguousarray(image), box, source_hw
+
+
+def _oriented(header_hw: tuple[int, int] | None, decoded_hw: tuple[int, int]) -> tuple[int, int]:
+    """The header's size, turned like the decoded image (EXIF rotation swaps the axes)."""
+    if header_hw is None:
+        return int(decoded_hw[0]), int(decoded_hw[1])
+    if (header_hw[0] > header_hw[1]) != (decoded_hw[0] > decoded_hw[1]) and header_hw[0] != header_hw[1]:
+        return int(header_hw[1]), int(header_hw[0])
+    return int(header_hw[0]), int(header_hw[1])

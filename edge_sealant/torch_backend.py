@@ -18,6 +18,7 @@ import torch
 from edge_sealant.card import ModelCard
 from edge_sealant.models.net import DeployNet, InspectionNet
 from edge_sealant.runtime.model_file import model_size_mb
+from edge_sealant.runtime.protocol import Outputs, split_outputs
 
 
 def predict_in_batches(
@@ -31,16 +32,34 @@ def predict_in_batches(
 
     Each batch goes to ``device`` as a uint8 NHWC tensor, through ``to_input`` when given
     (e.g. NCHW float for a bare ``InspectionNet``), and comes back as float32, one value per
-    image (outputs are flattened). No gradients; ``module`` is used in whatever mode it is in.
+    image (of a heatmap net's two outputs, the first). No gradients; ``module`` is used in
+    whatever mode it is in.
     """
-    out = []
+    return infer_in_batches(module, images, batch_size, device, to_input).probability
+
+
+def infer_in_batches(
+    module: torch.nn.Module,
+    images: np.ndarray,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    to_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Outputs:
+    """:func:`predict_in_batches` keeping a heatmap net's second output (N x rows x columns)."""
+    values, heatmaps = [], []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
             if to_input is not None:
                 batch = to_input(batch)
-            out.append(module(batch).float().cpu().numpy().reshape(-1))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+            output = module(batch)
+            if isinstance(output, tuple):  # a heatmap net: (probability, heatmap)
+                output, heatmap = output
+                heatmaps.append(heatmap.float().cpu().numpy())
+            values.append(output.float().cpu().numpy().reshape(-1))
+    if not values:
+        return Outputs(np.zeros(0, dtype=np.float32))
+    return split_outputs([np.concatenate(values)] + ([np.concatenate(heatmaps)] if heatmaps else []))
 
 
 class TorchBackend:
@@ -84,13 +103,17 @@ class TorchBackend:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W x 3 -> float32 N probabilities, ``batch_size`` images per pass."""
-        return predict_in_batches(self.model, images, self.batch_size, self.device)
+        return self.infer(images).probability
+
+    def infer(self, images: np.ndarray) -> Outputs:
+        """Probabilities and, for a heatmap net, heatmaps."""
+        return infer_in_batches(self.model, images, self.batch_size, self.device)
 
     def submit(self, images: np.ndarray) -> Future:
-        """:meth:`predict`, run now; returns its completed future (no asynchronous path)."""
+        """:meth:`infer`, run now; returns its completed future (no asynchronous path)."""
         future: Future = Future()
         try:
-            future.set_result(self.predict(images))
+            future.set_result(self.infer(images))
         except Exception as exc:  # delivered through the future, like the runtime backends
             future.set_exception(exc)
         return future

@@ -270,7 +270,7 @@ def test_torch_backend_implements_the_protocol(exported_run):
     assert backend.path == exported_run / "best.pt" and backend.size_mb > 0
     assert (backend.inference_precision, backend.optimal_requests) == ("f32", 1)
     images = np.random.default_rng(0).integers(0, 256, size=(5, SIZE[0], SIZE[1], 3), dtype=np.uint8)
-    np.testing.assert_array_equal(backend.submit(images).result(), backend.predict(images))
+    np.testing.assert_array_equal(backend.submit(images).result().probability, backend.predict(images))
     backend.wait_all()
 
 

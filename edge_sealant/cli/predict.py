@@ -9,6 +9,7 @@ import typer
 
 from edge_sealant.cli.common import app, console, err_console, print_json
 from edge_sealant.errors import EdgeSealantError
+from edge_sealant.runtime.regions import DEFAULT_LEVEL
 
 if TYPE_CHECKING:  # the domain module is imported by the command itself, lazily
     from edge_sealant.predict import PredictReport
@@ -25,6 +26,9 @@ def predict_cmd(
     precision: Optional[str] = typer.Option(None, help="OpenVINO inference precision: f32 (default), bf16, f16."),
     threads: Optional[int] = typer.Option(None, help="Inference threads (default: all cores)."),
     as_json: bool = typer.Option(False, "--json", help="Print rows and summary as JSON on stdout."),
+    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Heatmap models: write a JPEG of every flagged image (heatmap, regions, verdict) to this folder."),
+    regions: bool = typer.Option(False, "--regions", help="Heatmap models: add the defect regions (boxes in image pixels, peak) to the rows."),
+    region_level: float = typer.Option(DEFAULT_LEVEL, help="Heatmap cells at or above this probability form a region."),
 ) -> None:
     """Inspect images or video frames; one row per image, errors as rows, summary at the end."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -49,7 +53,8 @@ def predict_cmd(
     try:
         report = predict(
             model, source, out=out, threshold=threshold, device=device, hint=hint, precision=precision,
-            threads=threads, on_start=on_start, on_result=on_result,
+            threads=threads, on_start=on_start, on_result=on_result, overlay=overlay, regions=regions,
+            region_level=region_level,
         )
     finally:
         progress.stop()
@@ -59,10 +64,14 @@ def predict_cmd(
         if out is None:
             for row in report.rows:
                 value = "error: " + str(row.error) if row.error else f"{row.probability:.6f}  {row.decision}"
+                if regions and row.regions:
+                    value += "  regions " + " ".join(f"{list(r.box)}@{r.peak:.2f}" for r in row.regions)
                 console.print(f"{row.name}  {value}", highlight=False, markup=False)
         else:
             console.print(f"wrote {len(report.rows)} rows to {out}")
         render_summary(report, console)
+        if report.overlays:
+            console.print(f"{len(report.overlays)} overlays in {overlay}", highlight=False, markup=False)
     if report.rows and all(row.error for row in report.rows):  # rows kept, but a pipeline must see the failure
         raise EdgeSealantError(f"none of the {len(report.rows)} images could be inspected (see the error rows)")
 

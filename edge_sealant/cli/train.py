@@ -13,7 +13,7 @@ from edge_sealant.card import parse_size
 from edge_sealant.cli.common import GROUP_BY_HELP, MAX_GROUP_HELP, app, console, default_of, err_console, print_json, split_list
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.metrics import POLICY_HELP, format_with_ci
-from edge_sealant.train.options import BALANCE_MODES, TrainOptions
+from edge_sealant.train.options import BALANCE_MODES, SUPERVISION_MODES, TrainOptions
 from edge_sealant.train.progress import TrainProgress, auroc_text, epoch_line, summary_lines
 
 
@@ -48,6 +48,9 @@ def train(
     amp: Annotated[Optional[str], _Opt(help=f"CUDA mixed precision: auto | bf16 | fp16 | off (default {_default('amp')}).")] = None,
     workers: Annotated[Optional[int], _Opt(help=f"DataLoader worker processes (default {_default('workers')}; 2 helps on Colab GPUs).")] = None,
     seed: Annotated[Optional[int], _Opt(help=f"Random seed (default {_default('seed')}).")] = None,
+    supervision: Annotated[Optional[str], _Opt(help=f"{' | '.join(SUPERVISION_MODES)}: learn from the labels' boxes/polygons too (a defect heatmap in the model) or from image labels only; auto = boxes when the train labels have any (default {_default('supervision')}).")] = None,
+    image_level_classes: Annotated[Optional[str], _Opt(help="Comma-separated defect classes whose boxes do not outline the defect: their images teach the image score only, no heatmap mask.")] = None,
+    seg_weight: Annotated[Optional[float], _Opt(help=f"Weight of the heatmap's per-cell loss next to the image loss (default {_default('seg_weight'):g}).")] = None,
     time_limit: Annotated[Optional[float], _Opt(help="Stop before this many minutes of training (said in run.json).")] = None,
     folds: Annotated[Optional[int], _Opt("--folds", help="K: grouped K-fold cross-validation on train+val, threshold on out-of-fold scores, then one model on all of it.")] = None,
     group_by: Annotated[Optional[str], _Opt("--group-by", help=GROUP_BY_HELP)] = None,
@@ -69,7 +72,8 @@ def train(
         "probe_epochs": probe_epochs, "patience": patience, "threshold_policy": threshold_policy,
         "normal_classes": split_list(normal_classes), "augment": False if no_augment else None, "device": device,
         "amp": amp, "workers": workers, "seed": seed, "time_limit_min": time_limit, "folds": folds,
-        "group_by": group_by, "max_group_size": max_group,
+        "group_by": group_by, "max_group_size": max_group, "supervision": supervision, "seg_weight": seg_weight,
+        "image_level_classes": split_list(image_level_classes),
     }
     values: dict[str, Any] = training.load_config(config) if config else {}
     values.update({k: v for k, v in given.items() if v is not None})

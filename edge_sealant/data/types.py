@@ -27,7 +27,8 @@ class Sample:
     ``label`` is 1 (defect) when the image has at least one box/polygon of a defect class.
     ``defect_classes`` holds the YOLO class names present (for per-class recall).
     ``regions`` are the defect boxes/polygons (empty for normal images and for defects known
-    only by their image label, e.g. an ImageFolder ``defect/`` folder).
+    only by their image label, e.g. an ImageFolder ``defect/`` folder or a class named in
+    ``--image-level-classes``, whose boxes mark the image but do not outline the defect).
     """
 
     path: Path
@@ -35,11 +36,13 @@ class Sample:
     defect_classes: tuple[str, ...] = ()
     boxes: int = 0
     regions: tuple[Region, ...] = ()
+    image_level: bool = False  # holds a defect whose outline is not labelled (an image-level class)
 
     @property
     def has_geometry(self) -> bool:
-        """Whether a defect map can be drawn: normal images (all clear) or defects with regions."""
-        return self.label == NORMAL or bool(self.regions)
+        """Whether a complete defect map can be drawn: normal images (all clear) or defects
+        whose every defect has a region."""
+        return not self.image_level and (self.label == NORMAL or bool(self.regions))
 
 
 @dataclass
@@ -91,3 +94,29 @@ def class_histogram(samples: list[Sample]) -> dict[str, int]:
     for sample in samples:
         counter.update(set(sample.defect_classes))
     return dict(sorted(counter.items()))
+
+
+def with_image_level_classes(dataset: LabelledDataset, classes: list[str]) -> LabelledDataset:
+    """``dataset`` with the boxes/polygons of ``classes`` kept as image labels only.
+
+    For classes whose geometry does not outline the defect (a whole-frame smear boxed
+    loosely, a "wrong bead colour" class): their images stay defects, but no mask is drawn
+    from them, so the heatmap is not taught that the box is the defect.
+    """
+    from edge_sealant.errors import EdgeSealantError
+
+    unknown = sorted(set(classes) - set(dataset.class_names))
+    if unknown:
+        raise EdgeSealantError(f"image-level class '{unknown[0]}' is not a class of the dataset ({', '.join(dataset.class_names)})")
+    chosen = set(classes)
+    import dataclasses
+
+    def convert(sample: Sample) -> Sample:
+        if not any(region.class_name in chosen for region in sample.regions):
+            return sample
+        kept = tuple(region for region in sample.regions if region.class_name not in chosen)
+        return dataclasses.replace(sample, regions=kept, image_level=True)
+
+    splits = {name: [convert(s) for s in samples] for name, samples in dataset.splits.items()}
+    notes = dataset.notes + [f"image-level classes (no masks drawn): {', '.join(sorted(chosen))}"]
+    return dataclasses.replace(dataset, splits=splits, notes=notes)

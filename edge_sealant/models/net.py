@@ -99,12 +99,18 @@ class InspectionNet(nn.Module):
 
     def forward_with_heatmap(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(N image logits, N x 1 x H/16 x W/16 heatmap logits or None for image-only nets)."""
+        logits, heatmap, _ = self.forward_parts(pixels)
+        return logits, heatmap
+
+    def forward_parts(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+        """(fused image logits, heatmap logits or None, the classifier's own logits)."""
         x = (pixels - self.pixel_mean) / self.pixel_std
         if self.heatmap_head is None:
-            return self.backbone(x).reshape(-1), None
+            logits = self.backbone(x).reshape(-1)
+            return logits, None, logits
         f16, f32, classifier_logit = split_forward(self.backbone, self.family, self.taps.index, x)
         heatmap = self.heatmap_head(f16, f32)
-        return self.fusion(classifier_logit, heatmap), heatmap
+        return self.fusion(classifier_logit, heatmap), heatmap, classifier_logit
 
 
 def split_forward(backbone: nn.Module, family: str, index: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

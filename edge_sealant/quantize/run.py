@@ -27,8 +27,19 @@ from edge_sealant.quantize.calibration import (
     label_counts,
 )
 from edge_sealant.quantize.engines import quantize_model
-from edge_sealant.quantize.graph import check_not_quantized, has_fp16_weights, head_names, quantized_ops
-from edge_sealant.quantize.recipes import describe_engine, engine_settings, normalise_backend, recipe_for
+from edge_sealant.quantize.graph import (
+    check_not_quantized,
+    has_fp16_weights,
+    head_names,
+    heatmap_op_names,
+    quantized_ops,
+)
+from edge_sealant.quantize.recipes import (
+    describe_engine,
+    engine_settings,
+    normalise_backend,
+    recipe_for,
+)
 from edge_sealant.quantize.scoring import Scored, score_fp32_vs_int8, weights_sizes
 from edge_sealant.versions import QUANTIZATION, library_versions
 
@@ -80,6 +91,8 @@ def quantize_run(
     # 3. Quantize with the family's recipe, the 1-output head kept in float when it says so.
     recipe = recipe_for(card.model)
     ignored = head_names(model, backend) if recipe["float_head"] else []
+    if card.has_heatmap:  # the heatmap head and fusion stay float for every family
+        ignored = sorted(set(ignored) | set(heatmap_op_names(model, backend)))
     settings = _settings(recipe, backend, calibration, subset_size, ignored, max_drop)
     target = artifact_path(run, backend, "int8")
     with _scratch_beside(target) as scratch:

@@ -17,6 +17,7 @@ import numpy as np
 
 from edge_sealant.card import ModelCard
 from edge_sealant.errors import EdgeSealantError
+from edge_sealant.runtime.protocol import Outputs, split_outputs
 from edge_sealant.runtime.model_file import (
     check_model_path,
     first_error_line,
@@ -99,15 +100,19 @@ class OpenVINOBackend:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W x 3 -> float32 N probabilities (one infer request, serialised)."""
+        return self.infer(images).probability
+
+    def infer(self, images: np.ndarray) -> Outputs:
+        """Probabilities and, for a heatmap model, heatmaps (one infer request, serialised)."""
         images = _check_batch(images, self.card)
         if len(images) == 0:
-            return np.zeros(0, dtype=np.float32)
+            return _no_outputs(self.card)
         with self._lock:
             result = self._request.infer({0: images})
-            return np.array(result[0], dtype=np.float32).reshape(-1)
+            return split_outputs([np.array(result[k]) for k in range(len(self.compiled.outputs))])
 
     def submit(self, images: np.ndarray) -> Future:
-        """Asynchronous :meth:`predict`: a future completed by an ``AsyncInferQueue`` callback."""
+        """Asynchronous :meth:`infer`: a future completed by an ``AsyncInferQueue`` callback."""
         ov = import_engine("openvino")
         images = _check_batch(images, self.card)
         if self._queue is None:
@@ -139,7 +144,8 @@ def _compile_config(device: str, hint: str, precision: str, threads: int | None,
 
 def _complete_future(request: Any, future: Future) -> None:
     try:
-        future.set_result(np.array(request.get_output_tensor(0).data, dtype=np.float32).reshape(-1))
+        count = len(request.model_outputs)
+        future.set_result(split_outputs([np.array(request.get_output_tensor(k).data) for k in range(count)]))
     except Exception as exc:  # never let an exception die inside the OpenVINO thread
         future.set_exception(exc)
 
@@ -175,21 +181,30 @@ class OnnxRuntimeBackend:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W x 3 -> float32 N probabilities."""
+        return self.infer(images).probability
+
+    def infer(self, images: np.ndarray) -> Outputs:
+        """Probabilities and, for a heatmap model, heatmaps."""
         images = _check_batch(images, self.card)
         if len(images) == 0:
-            return np.zeros(0, dtype=np.float32)
-        (out,) = self.session.run(None, {self.input_name: images})
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+            return _no_outputs(self.card)
+        return split_outputs(self.session.run(None, {self.input_name: images}))
 
     def submit(self, images: np.ndarray) -> Future:
-        """:meth:`predict` in one worker thread: overlaps inference with the caller's decoding."""
+        """:meth:`infer` in one worker thread: overlaps inference with the caller's decoding."""
         # session.run releases the GIL, so the worker really runs alongside the decoders.
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="ort")
-        return self._pool.submit(self.predict, images)
+        return self._pool.submit(self.infer, images)
 
     def wait_all(self) -> None:
         """Nothing to wait for: each future of :meth:`submit` completes on its own."""
+
+
+def _no_outputs(card: ModelCard) -> Outputs:
+    """The outputs of an empty batch, shaped like a real one."""
+    heatmap = np.zeros((0, *card.heatmap_size), dtype=np.float32) if card.has_heatmap else None
+    return Outputs(np.zeros(0, dtype=np.float32), heatmap)
 
 
 def _check_batch(images: np.ndarray, card: ModelCard) -> np.ndarray:

@@ -18,7 +18,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, Union
 
@@ -26,10 +26,11 @@ import numpy as np
 
 from edge_sealant.card import ModelCard, check_threshold
 from edge_sealant.errors import EdgeSealantError
-from edge_sealant.preprocess import ImageSource, load_for_model
+from edge_sealant.preprocess import ImageSource, load_with_box
 from edge_sealant.runtime.backends import open_backend
 from edge_sealant.runtime.model_file import resolve_threshold
-from edge_sealant.runtime.protocol import Backend
+from edge_sealant.runtime.protocol import Backend, Outputs
+from edge_sealant.runtime.regions import DEFAULT_LEVEL, DefectRegion, find_regions, grid_extent
 
 NamedImage = tuple  # (name, ImageSource): lets callers name arrays, e.g. "video.mp4#frame=12"
 Source = Union[ImageSource, NamedImage]
@@ -37,7 +38,12 @@ Source = Union[ImageSource, NamedImage]
 
 @dataclass
 class InspectionResult:
-    """One image's verdict. ``probability``/``is_defect`` are None when ``error`` is set."""
+    """One image's verdict. ``probability``/``is_defect`` are None when ``error`` is set.
+
+    Heatmap models also fill ``heatmap`` (rows x columns cell probabilities, one cell per
+    ``card.heatmap_stride`` input pixels) and ``regions`` (connected cells at or above the
+    inspector's ``region_level``, as boxes in source-image pixels, strongest first).
+    """
 
     name: str
     probability: float | None
@@ -49,13 +55,19 @@ class InspectionResult:
     preprocess_ms: float
     infer_ms: float
     error: str | None = None
+    heatmap: np.ndarray | None = field(default=None, repr=False)
+    regions: list[DefectRegion] = field(default_factory=list)
+    heatmap_extent: tuple[float, float, float, float] | None = field(default=None, repr=False)  # grid in source pixels
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-able fields: the regions as dicts; the heatmap array is left out (it is large)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("heatmap", "regions", "heatmap_extent")}
+        data["regions"] = [region.to_dict() for region in self.regions]
+        return data
 
 
 class Inspector:
@@ -73,8 +85,10 @@ class Inspector:
         threshold_source: str | None = None,
         path: str | Path | None = None,
         decode_workers: int | None = None,
+        region_level: float = DEFAULT_LEVEL,
     ):
         self.backend = backend
+        self.region_level = check_threshold(region_level)
         self.card: ModelCard = backend.card
         self.path = Path(path) if path is not None else backend.path
         if threshold is None:
@@ -136,30 +150,41 @@ class Inspector:
     # ---------------------------------------------------------------------- preprocessing
     def preprocess(self, source: ImageSource) -> np.ndarray:
         """The model's H x W x 3 uint8 input for one image (raises EdgeSealantError)."""
-        card = self.card
-        return load_for_model(source, card.input_size, card.resize_mode, card.channel_order)
+        return self._load(source)[0]
 
-    def _prepare(self, item: Source, default_name: str) -> tuple[str, np.ndarray | None, float, str | None]:
+    def _load(self, source: ImageSource) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[int, int]]:
+        card = self.card
+        return load_with_box(source, card.input_size, card.resize_mode, card.channel_order)
+
+    def _prepare(self, item: Source, default_name: str) -> _Prepared:
         name, source = _split_name(item, default_name)
         start = time.perf_counter()
         try:
-            image = self.preprocess(source)
-            error = None
+            image, box, source_hw = self._load(source)
+            return _Prepared(name, image, (time.perf_counter() - start) * 1e3, None, box, source_hw)
         except EdgeSealantError as exc:
-            image, error = None, str(exc)
+            error = str(exc)
         except Exception as exc:  # OpenCV errors on odd arrays: still one row, not a crash
-            image, error = None, f"{name}: {type(exc).__name__}: {exc}"
-        return name, image, (time.perf_counter() - start) * 1e3, error
+            error = f"{name}: {type(exc).__name__}: {exc}"
+        return _Prepared(name, None, (time.perf_counter() - start) * 1e3, error)
 
-    def _result(self, name: str, probability: float | None, pre_ms: float, infer_ms: float, error: str | None = None) -> InspectionResult:
-        if error is not None or probability is None:
-            return InspectionResult(name, None, None, "error", self.threshold, self.threshold_source,
-                                    round(pre_ms + infer_ms, 3), round(pre_ms, 3), round(infer_ms, 3), error or "no output")
+    def _result(self, item: _Prepared, outputs: Outputs | None = None, index: int = 0, infer_ms: float = 0.0) -> InspectionResult:
+        """The verdict on ``item`` from row ``index`` of ``outputs`` (None: an error row)."""
+        pre_ms = item.pre_ms
+        if item.error is not None or outputs is None:
+            return InspectionResult(item.name, None, None, "error", self.threshold, self.threshold_source,
+                                    round(pre_ms + infer_ms, 3), round(pre_ms, 3), round(infer_ms, 3), item.error or "no output")
+        probability = float(outputs.probability[index])
         is_defect = bool(probability >= self.threshold)
-        labels = self.card.labels
+        heatmap, regions, extent = None, [], None
+        if outputs.heatmap is not None:
+            heatmap, stride = outputs.heatmap[index], self.card.heatmap_stride
+            regions = find_regions(heatmap, stride, item.box, item.source_hw, self.region_level)
+            extent = grid_extent(heatmap.shape, stride, item.box, item.source_hw)
         return InspectionResult(
-            name, float(probability), is_defect, labels[1] if is_defect else labels[0], self.threshold,
-            self.threshold_source, round(pre_ms + infer_ms, 3), round(pre_ms, 3), round(infer_ms, 3),
+            item.name, probability, is_defect, self.card.labels[int(is_defect)], self.threshold, self.threshold_source,
+            round(pre_ms + infer_ms, 3), round(pre_ms, 3), round(infer_ms, 3), heatmap=heatmap, regions=regions,
+            heatmap_extent=extent,
         )
 
     # --------------------------------------------------------------------------- inspect
@@ -182,22 +207,15 @@ class Inspector:
             prepared = [self._prepare(items[0], defaults[0])]
         else:
             prepared = list(self._decode_pool().map(self._prepare, items, defaults))
-        ok = [i for i, p in enumerate(prepared) if p[1] is not None]
-        probabilities: dict[int, float] = {}
-        infer_ms = 0.0
+        ok = [i for i, p in enumerate(prepared) if p.image is not None]
+        outputs, infer_ms = None, 0.0
         if ok:
-            batch = np.stack([prepared[i][1] for i in ok])
             start = time.perf_counter()
-            out = self.backend.predict(batch)
+            outputs = self.backend.infer(np.stack([prepared[i].image for i in ok]))
             infer_ms = (time.perf_counter() - start) * 1e3 / len(ok)
-            probabilities = {i: float(p) for i, p in zip(ok, out)}
-        results = []
-        for i, (name, _image, pre_ms, error) in enumerate(prepared):
-            if error is not None:
-                results.append(self._result(name, None, pre_ms, 0.0, error))
-            else:
-                results.append(self._result(name, probabilities[i], pre_ms, infer_ms))
-        return results
+        row = {i: k for k, i in enumerate(ok)}
+        return [self._result(p, outputs if i in row else None, row.get(i, 0), infer_ms if i in row else 0.0)
+                for i, p in enumerate(prepared)]
 
     # ---------------------------------------------------------------------------- stream
     def stream(self, sources: Iterable[Source], queue_size: int | None = None) -> Iterator[InspectionResult]:
@@ -214,7 +232,7 @@ class Inspector:
         pool = self._decode_pool()
         iterator = iter(sources)
         decoding: deque[Future] = deque()
-        inferring: deque[tuple[str, float, str | None, Future | None, float]] = deque()
+        inferring: deque[tuple[_Prepared, Future | None, float]] = deque()
         counter = 0
         exhausted = False
 
@@ -229,14 +247,11 @@ class Inspector:
                 decoding.append(pool.submit(self._prepare, item, _default_name(item, counter, 2)))
                 counter += 1
 
-        def start_inference(prepared: tuple[str, np.ndarray | None, float, str | None]) -> None:
-            name, image, pre_ms, error = prepared
-            if error is not None:
-                inferring.append((name, pre_ms, error, None, 0.0))
+        def start_inference(prepared: _Prepared) -> None:
+            if prepared.error is not None:
+                inferring.append((prepared, None, 0.0))
                 return
-            started = time.perf_counter()
-            future = self.backend.submit(image[None])
-            inferring.append((name, pre_ms, None, future, started))
+            inferring.append((prepared, self.backend.submit(prepared.image[None]), time.perf_counter()))
 
         refill()
         while decoding or inferring:
@@ -244,17 +259,19 @@ class Inspector:
             while decoding and (decoding[0].done() or not inferring):
                 start_inference(decoding.popleft().result())
                 refill()
-            name, pre_ms, error, future, started = inferring.popleft()
-            if future is None:
-                yield self._result(name, None, pre_ms, 0.0, error)
-            else:
-                try:
-                    probability = float(future.result()[0])
-                    infer_ms = (time.perf_counter() - started) * 1e3
-                    yield self._result(name, probability, pre_ms, infer_ms)
-                except EdgeSealantError as exc:
-                    yield self._result(name, None, pre_ms, 0.0, str(exc))
+            prepared, future, started = inferring.popleft()
+            yield self._finished(prepared, future, started)
             refill()
+
+    def _finished(self, prepared: _Prepared, future: Future | None, started: float) -> InspectionResult:
+        if future is None:
+            return self._result(prepared)
+        try:
+            outputs = future.result()
+        except EdgeSealantError as exc:
+            prepared.error = str(exc)
+            return self._result(prepared)
+        return self._result(prepared, outputs, 0, (time.perf_counter() - started) * 1e3)
 
     # ------------------------------------------------------------------------- lifecycle
     def _decode_pool(self) -> ThreadPoolExecutor:
@@ -279,6 +296,18 @@ class Inspector:
             f"Inspector({self.path}, backend={self.backend.name}, precision={self.backend.precision}, "
             f"threshold={self.threshold} ({self.threshold_source}))"
         )
+
+
+@dataclass
+class _Prepared:
+    """One decoded image on its way to the engine, or the error that stopped it."""
+
+    name: str
+    image: np.ndarray | None
+    pre_ms: float
+    error: str | None
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)  # content box inside the model input
+    source_hw: tuple[int, int] = (0, 0)
 
 
 def _is_batch(source: Any) -> bool:

@@ -16,12 +16,32 @@ count is a constructor argument of each backend, not a member.
 from __future__ import annotations
 
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from edge_sealant.card import ModelCard
+
+
+@dataclass
+class Outputs:
+    """What one inference returns: a probability per image and, for heatmap models, the
+    defect heatmaps (N x rows x columns cell probabilities, see ``ModelCard.heatmap_size``)."""
+
+    probability: np.ndarray
+    heatmap: Optional[np.ndarray] = None
+
+
+def split_outputs(outputs: Sequence[Any]) -> Outputs:
+    """An engine's output list (probability first, heatmap second when present) as Outputs."""
+    probability = np.asarray(outputs[0], dtype=np.float32).reshape(-1)
+    heatmap = None
+    if len(outputs) > 1:
+        heatmap = np.asarray(outputs[1], dtype=np.float32)
+        heatmap = heatmap.reshape(heatmap.shape[0], heatmap.shape[-2], heatmap.shape[-1])
+    return Outputs(probability, heatmap)
 
 
 @runtime_checkable
@@ -56,10 +76,14 @@ class Backend(Protocol):
         """uint8 N x H x W x 3 -> float32 N defect probabilities (blocking)."""
         ...
 
+    def infer(self, images: np.ndarray) -> Outputs:
+        """Like :meth:`predict`, with the heatmaps of a heatmap model (blocking)."""
+        ...
+
     def submit(self, images: np.ndarray) -> Future:
-        """Start :meth:`predict` of ``images`` and return at once (or when every request is
-        busy); the future holds its float32 probabilities. Backends without an asynchronous
-        path return an already completed future."""
+        """Start :meth:`infer` of ``images`` and return at once (or when every request is
+        busy); the future holds its :class:`Outputs`. Backends without an asynchronous path
+        return an already completed future."""
         ...
 
     def wait_all(self) -> None:

@@ -40,11 +40,6 @@ from edge_sealant.train.progress import TrainProgress
 from edge_sealant.train.trainer import TrainData, Trainer, TrainResult, load_training_dataset, new_card
 
 
-def subset(loaded: LoadedImages, indices: list[int]) -> LoadedImages:
-    """The images and samples at ``indices`` (a view of one decode, no re-reading)."""
-    return LoadedImages(images=loaded.images[indices], samples=[loaded.samples[i] for i in indices], skipped=[])
-
-
 def _fold_options(options: TrainOptions, out: Path, **changes: Any) -> TrainOptions:
     # patience beyond the schedule: every fold trains every epoch, so epoch curves line up
     return dataclasses.replace(options, out=str(out), folds=None, patience=options.epochs + 1, time_limit_min=None, **changes)
@@ -68,7 +63,8 @@ def train_folds(options: TrainOptions, progress: TrainProgress | None = None) ->
     folds, grouping = group_kfold(
         pool, options.folds, seed=options.seed, group_by=options.group_by, max_group_size=options.max_group_size
     )
-    loaded = load_images(sorted(pool, key=lambda s: str(s.path)), new_card(options, dataset))
+    card = new_card(options, dataset)
+    loaded = load_images(sorted(pool, key=lambda s: str(s.path)), card, masks=card.has_heatmap)
     for problem in loaded.skipped:
         progress.warning(f"skipped {problem}")
     index_of = {s.path: i for i, s in enumerate(loaded.samples)}
@@ -127,7 +123,7 @@ def _train_each_fold(
         rest = sorted(set(range(len(loaded.samples))) - set(held))
         progress.message(f"fold {k + 1}/{options.folds}: train {len(rest)}, held out {len(held)}")
         trainer = Trainer(_fold_options(options, run / "folds" / f"fold{k}"), progress, dataset=dataset,
-                          data=TrainData(subset(loaded, rest), subset(loaded, held)))
+                          data=TrainData(loaded.subset(rest), loaded.subset(held)))
         fitted = trainer.fit()
         result.curves.append([h["val_auroc"] for h in trainer.history])
         result.scores.append(np.stack(trainer.val_scores))

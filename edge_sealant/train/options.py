@@ -17,6 +17,7 @@ from edge_sealant.metrics import DEFAULT_POLICY, POLICY_HELP, parse_policy
 
 OPTION_NAMES = {"time_limit_min": "time-limit", "max_group_size": "max-group"}  # field -> CLI option, for messages
 BALANCE_MODES = ("none", "undersample", "oversample", "weighted-loss", "weighted-sampler")
+SUPERVISION_MODES = ("auto", "image", "boxes")
 
 @dataclass
 class TrainOptions:
@@ -49,6 +50,11 @@ class TrainOptions:
     group_by: Optional[str] = None  # regex on file names: images sharing its first group stay together
     max_group_size: Optional[int] = None  # bound on near-duplicate chains (default 2% of images, >= 16)
     stop_after: Optional[int] = None  # train on the schedule of `epochs` but stop after this many
+    # auto: learn from the labels' boxes/polygons (heatmap head) when the train split has any;
+    # image: image labels only (one output); boxes: require geometry
+    supervision: str = "auto"
+    image_level_classes: Optional[list[str]] = None  # defect classes whose boxes do not outline the defect
+    seg_weight: float = 1.0  # weight of the heatmap's per-cell loss next to the image loss
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +79,10 @@ class TrainOptions:
             raise EdgeSealantError("--epochs and --batch-size must be >= 1, --probe-epochs >= 0")
         if not (isinstance(self.ema_epochs, (int, float)) and 0.0 <= self.ema_epochs <= 100.0):
             raise EdgeSealantError(f"--ema-epochs {self.ema_epochs} must be in [0, 100]")
+        if self.supervision not in SUPERVISION_MODES:
+            raise EdgeSealantError(f"--supervision {self.supervision!r} is not one of {', '.join(SUPERVISION_MODES)}")
+        if not (math.isfinite(self.seg_weight) and 0.0 <= self.seg_weight <= 100.0):
+            raise EdgeSealantError(f"--seg-weight {self.seg_weight} must be in [0, 100]")
         if self.time_limit_action not in ("stop", "fail"):
             raise EdgeSealantError(f"time limit action {self.time_limit_action!r} is not stop or fail")
         if self.folds is not None:
@@ -149,8 +159,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise EdgeSealantError(f"{path}: config must be a mapping of option names to values")
     if isinstance(values.get("imgsz"), (str, int)):
         values["imgsz"] = parse_size(str(values["imgsz"]))
-    if isinstance(values.get("normal_classes"), str):
-        values["normal_classes"] = [v.strip() for v in values["normal_classes"].split(",") if v.strip()]
+    for key in ("normal_classes", "image_level_classes"):
+        if isinstance(values.get(key), str):
+            values[key] = [v.strip() for v in values[key].split(",") if v.strip()]
     return values
 
 

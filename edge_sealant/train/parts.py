@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages
@@ -43,21 +44,51 @@ def augmentation() -> Any:
 
 
 class ArrayDataset(torch.utils.data.Dataset):
-    """Preloaded uint8 images -> (uint8 C x H x W tensor, float label)."""
+    """Preloaded uint8 images -> (uint8 C x H x W tensor, float label); with defect masks,
+    also (H x W uint8 mask, whether the mask is known), moved by the same flips and affine."""
 
     def __init__(self, loaded: LoadedImages, transform: Any = None):
         self.images = loaded.images
         self.labels = loaded.labels
+        self.masks = loaded.masks
+        self.known = loaded.has_geometry if loaded.masks is not None else None
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = torch.from_numpy(self.images[index]).permute(2, 0, 1)
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        from torchvision import tv_tensors
+
+        image = tv_tensors.Image(torch.from_numpy(self.images[index]).permute(2, 0, 1))
+        label = torch.tensor(float(self.labels[index]))
+        if self.masks is None:
+            if self.transform is not None:
+                image = self.transform(image)
+            return image.as_subclass(torch.Tensor), label
+        mask = tv_tensors.Mask(torch.from_numpy(self.masks[index]))
         if self.transform is not None:
-            image = self.transform(image)
-        return image, torch.tensor(float(self.labels[index]))
+            image, mask = self.transform(image, mask)  # geometry moves both; colour only the image
+        return image.as_subclass(torch.Tensor), label, mask.as_subclass(torch.Tensor), torch.tensor(bool(self.known[index]))
+
+
+def heatmap_loss(heatmap_logits: torch.Tensor, masks: torch.Tensor, known: torch.Tensor, max_pos_weight: float = 20.0) -> torch.Tensor:
+    """Per-cell BCE of the heatmap against the defect masks, on images whose mask is known.
+
+    A cell's target is 1 when any of its pixels is marked (boxes and polygons alike; boxes
+    over-cover by their corners, a coarse 16-pixel cell absorbs most of that). Defect cells
+    are few (about 1-3% of a defect image, none on a normal one), so they are weighted by the
+    batch's clear/defect cell ratio, capped at ``max_pos_weight``: without it the head learns
+    "clear everywhere" and its peak stops ranking images.
+    """
+    if not bool(known.any()):
+        return heatmap_logits.sum() * 0.0  # keeps the graph (and DDP/AMP) happy
+    logits = heatmap_logits[known].float()
+    marked = (masks[known] > 0).float().unsqueeze(1)
+    target = F.adaptive_max_pool2d(marked, logits.shape[-2:])
+    positives = target.sum()
+    weight = ((target.numel() - positives) / positives.clamp(min=1.0)).clamp(1.0, max_pos_weight)
+    return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
 
 
 def epoch_indices(labels: np.ndarray, balance: str, rng: np.random.Generator) -> np.ndarray:

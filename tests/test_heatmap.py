@@ -1,0 +1,249 @@
+"""Learning from boxes: the heatmap head, its loss, masks moving with augmentation, mixed
+batches, two-output export and INT8, regions in source pixels, overlays, predict --regions."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from edge_sealant.card import ModelCard
+from edge_sealant.cli import app
+from edge_sealant.data.synth import synthesize
+from edge_sealant.errors import EdgeSealantError
+from edge_sealant.models.net import DeployNet
+from edge_sealant.models.registry import MODEL_SPECS, build_inspection_net, split_parameters
+from edge_sealant.runtime.regions import find_regions, grid_extent
+from edge_sealant.train import TrainOptions, train
+from edge_sealant.train.parts import ArrayDataset, augmentation, heatmap_loss
+
+runner = CliRunner()
+SIZE = (64, 32)
+
+
+@pytest.mark.parametrize("name", list(MODEL_SPECS))
+def test_every_model_gets_a_heatmap_and_keeps_its_classifier(name):
+    plain = build_inspection_net(name, pretrained="none").eval()
+    net = build_inspection_net(name, pretrained="none", heatmap=True).eval()
+    net.backbone.load_state_dict(plain.backbone.state_dict())
+    with torch.no_grad():
+        net.fusion.weights.copy_(torch.tensor([1.0, 0.0]))  # fused = the classifier alone
+        pixels = torch.rand(2, 3, 96, 64) * 255
+        logits, heatmap = net.forward_with_heatmap(pixels)
+        assert torch.allclose(logits, plain(pixels), atol=1e-5)  # the cut-open forward is the model's own
+    assert heatmap.shape == (2, 1, 6, 4)
+    head, body = split_parameters(net)
+    head_ids = {id(p) for p in head}
+    assert all(id(p) in head_ids for p in net.heatmap_head.parameters())  # trained in the linear probe too
+    assert all(id(p) in head_ids for p in net.fusion.parameters())
+
+
+def test_deploy_net_has_two_outputs_in_zero_one():
+    net = build_inspection_net("mobilenet_v3_small", pretrained="none", heatmap=True).eval()
+    with torch.no_grad():
+        probability, heatmap = DeployNet(net)(torch.zeros(3, *SIZE, 3, dtype=torch.uint8))
+    assert probability.shape == (3, 1) and heatmap.shape == (3, 1, 4, 2)
+    assert float(heatmap.min()) >= 0.0 and float(heatmap.max()) <= 1.0
+
+
+def test_heatmap_loss_uses_known_masks_and_weights_rare_defect_cells():
+    logits = torch.full((3, 1, 4, 2), -3.0, requires_grad=True)
+    masks = torch.zeros(3, 64, 32, dtype=torch.uint8)
+    masks[0, 0:16, 0:16] = 2  # one defect cell on image 0 (a box)
+    known = torch.tensor([True, True, False])
+    loss = heatmap_loss(logits, masks, known)
+    loss.backward()
+    grad = logits.grad
+    assert float(grad[0, 0, 0, 0]) < 0  # push the defect cell up
+    assert float(grad[1].max()) > 0  # and clear cells down
+    assert float(grad[2].abs().max()) == 0.0  # an image without geometry does not count
+    # the one defect cell outweighs a clear cell: its weight is the clear/defect ratio
+    assert abs(float(grad[0, 0, 0, 0])) > 5 * float(grad[1, 0, 0, 0])
+    nothing = heatmap_loss(logits, masks, torch.tensor([False, False, False]))
+    assert float(nothing.detach()) == 0.0 and nothing.requires_grad
+
+
+def test_augmentation_moves_the_mask_with_the_image():
+    from edge_sealant.imageset import LoadedImages
+    from edge_sealant.data.types import Region, Sample
+
+    image = np.zeros((1, 64, 32, 3), np.uint8)
+    image[0, 5:20, 2:12] = 255
+    mask = np.zeros((1, 64, 32), np.uint8)
+    mask[0, 5:20, 2:12] = 2
+    sample = Sample(path=__file__, label=1, regions=(Region("x", "box", (0.2, 0.2, 0.3, 0.2)),))
+    data = ArrayDataset(LoadedImages(image, [sample], [], mask), augmentation())
+    torch.manual_seed(0)
+    for _ in range(20):  # flips and affine at random; the square and its mask stay together
+        pixels, label, moved, known = data[0]
+        bright = pixels.float().mean(0) > 128
+        marked = moved > 0
+        assert bool(known) and float(label) == 1.0
+        assert (bright ^ marked).sum() <= 0.25 * marked.sum() + 8, "mask left the defect"
+
+
+@pytest.fixture(scope="module")
+def box_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "ds"
+    synthesize(out, n=60, defect_ratio=0.35, size=SIZE, seed=5)
+    return out / "data.yaml"
+
+
+def _options(data, out, **extra):
+    values = dict(data=str(data), out=str(out), model="mobilenet_v3_small", pretrained="none", imgsz=SIZE, epochs=2, batch_size=8)
+    values.update(extra)
+    return TrainOptions(**values)
+
+
+@pytest.fixture(scope="module")
+def box_run(box_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "boxes"
+    train(_options(box_data, run))
+    return run
+
+
+def test_auto_supervision_learns_from_boxes(box_run):
+    card = ModelCard.load(box_run)
+    assert (card.supervision, card.heatmap_stride, card.heatmap_size) == ("boxes", 16, (4, 2))
+    assert "heatmap" in card.output
+
+
+def test_image_supervision_and_imagefolder_stay_image_only(box_data, tmp_path):
+    train(_options(box_data, tmp_path / "img", supervision="image", epochs=1))
+    assert ModelCard.load(tmp_path / "img").heatmap_stride == 0
+    with pytest.raises(EdgeSealantError, match="no boxes or polygons"):
+        from edge_sealant.train.trainer import resolve_supervision
+
+        resolve_supervision("boxes", [])
+
+
+def test_mixed_batch_with_defects_known_only_by_label(box_data, tmp_path):
+    """Defect images without geometry (ImageFolder-style, or image-level classes) train beside
+    boxed ones and normal images in one batch: their heatmap loss is masked out, their image
+    loss still counts."""
+    from edge_sealant.data.loading import load_dataset
+    from edge_sealant.data.types import Sample
+    from edge_sealant.imageset import load_images
+    from edge_sealant.train.trainer import TrainData, Trainer, new_card
+
+    dataset = load_dataset(box_data)
+    train_samples = [Sample(s.path, s.label, s.defect_classes, s.boxes, ()) if s.label and i % 2 else s
+                     for i, s in enumerate(dataset.split("train"))]
+    assert any(s.label and not s.has_geometry for s in train_samples)
+    assert any(s.label and s.has_geometry for s in train_samples)
+    options = _options(box_data, tmp_path / "mixed_run", epochs=1, batch_size=32)
+    card = new_card(options, dataset)
+    data = TrainData(load_images(train_samples, card, masks=True), load_images(dataset.split("val"), card))
+    assert not data.train.has_geometry.all()
+    result = Trainer(options, dataset=dataset, data=data).fit()
+    assert result.card.heatmap_stride == 16 and np.isfinite(result.card.train["history"][0]["train_loss"])
+
+
+def test_regions_map_back_to_source_pixels_stretch_and_letterbox():
+    heatmap = np.zeros((4, 2), np.float32)
+    heatmap[1, 1] = 0.9  # input pixels x 16..32, y 16..32 of a 64x32 input
+    stretch = find_regions(heatmap, 16, (0, 0, 64, 32), (640, 320))
+    assert [r.box for r in stretch] == [(160, 160, 320, 320)] and stretch[0].peak == pytest.approx(0.9)
+    # letterbox: a 100x100 source in a 64x32 input sits at top 16, left 0, 32x32
+    boxed = find_regions(heatmap, 16, (16, 0, 32, 32), (100, 100))
+    assert [r.box for r in boxed] == [(50, 0, 100, 50)]
+    heatmap[0, 0] = 0.99  # a cell wholly on the letterbox margin maps to nothing
+    assert len(find_regions(heatmap, 16, (16, 0, 32, 32), (100, 100))) == 1
+    assert grid_extent((4, 2), 16, (16, 0, 32, 32), (100, 100)) == (0.0, -50.0, 100.0, 150.0)
+
+
+@pytest.fixture(scope="module")
+def exported_box_run(box_run, tmp_path_factory):
+    import shutil
+
+    run = tmp_path_factory.mktemp("exported") / "run"
+    shutil.copytree(box_run, run)
+    result = runner.invoke(app, ["export", str(run), "--parity-images", "4"])
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_export_has_two_outputs_that_match_torch(exported_box_run, box_data):
+    from edge_sealant.data.loading import load_dataset
+    from edge_sealant.imageset import load_images
+    from edge_sealant.runtime import open_backend
+    from edge_sealant.torch_backend import TorchBackend
+
+    torch_backend = TorchBackend.from_run(exported_box_run)
+    images = load_images(load_dataset(box_data).split("val")[:6], torch_backend.card).images
+    expected = torch_backend.infer(images)
+    for model in ("onnx/fp32/model.onnx", "openvino/fp32/model.xml"):
+        outputs = open_backend(exported_box_run / model).infer(images)
+        assert outputs.heatmap.shape == (6, 4, 2)
+        assert np.abs(outputs.probability - expected.probability).max() < 1e-4
+        assert np.abs(outputs.heatmap - expected.heatmap).max() < 1e-4
+
+
+def test_int8_keeps_both_outputs_and_the_heatmap_in_float(exported_box_run, box_data):
+    result = runner.invoke(app, ["quantize", str(exported_box_run), str(box_data), "--subset-size", "16", "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((exported_box_run / "openvino" / "int8" / "calibration.json").read_text())
+    ignored = manifest["quantization"]["ignored_scope"] if "quantization" in manifest else json.dumps(manifest)
+    assert "heatmap_head" in json.dumps(ignored)
+    from edge_sealant.runtime import Inspector
+
+    inspector = Inspector.load(exported_box_run / "openvino" / "int8" / "model.xml")
+    result = inspector.inspect(np.full((130, 70, 3), 90, np.uint8))
+    assert result.heatmap.shape == (4, 2) and 0.0 <= result.probability <= 1.0
+
+
+def test_predict_overlay_and_regions(exported_box_run, tmp_path):
+    model = exported_box_run / "openvino" / "fp32" / "model.xml"
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(3):
+        frame = np.full((260, 90, 3), 60, np.uint8)
+        cv2.circle(frame, (45, 80 + 40 * k), 12, (250, 250, 250), -1)
+        cv2.imwrite(str(frames / f"f{k}.jpg"), frame)
+    out, overlays = tmp_path / "rows.csv", tmp_path / "overlays"
+    result = runner.invoke(app, ["predict", str(model), str(frames), "--out", str(out), "--regions",
+                                 "--overlay", str(overlays), "--threshold", "0", "--region-level", "0"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [json.loads(r["regions"])[0]["box"] for r in rows] == [[0, 0, 90, 260]] * 3  # level 0: the whole grid
+    pictures = sorted(overlays.glob("*.jpg"))
+    assert [p.name for p in pictures] == ["f0.jpg", "f1.jpg", "f2.jpg"]  # threshold 0: all flagged
+    picture = cv2.imread(str(pictures[0]))
+    assert picture.shape[1] == 90 and picture.shape[0] > 260  # source size plus the title bar
+
+
+def test_image_only_model_refuses_overlay(tmp_path):
+    from deploy_fixtures import make_run
+
+    run = make_run(tmp_path / "plain")
+    runner.invoke(app, ["export", str(run), "--format", "onnx", "--parity-images", "2"])
+    frame = tmp_path / "a.jpg"
+    cv2.imwrite(str(frame), np.zeros((64, 32, 3), np.uint8))
+    result = runner.invoke(app, ["predict", str(run / "onnx" / "fp32" / "model.onnx"), str(frame), "--overlay", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "image-only model has no heatmap" in result.output
+
+
+def test_image_level_classes_keep_the_label_and_drop_the_mask(box_data):
+    from edge_sealant.data.loading import load_dataset
+    from edge_sealant.data.types import with_image_level_classes
+
+    dataset = load_dataset(box_data)
+    boxed = [s for s in dataset.split("train") if s.regions]
+    chosen = boxed[0].regions[0].class_name
+    converted = with_image_level_classes(dataset, [chosen])
+    by_path = {s.path: s for s in converted.split("train")}
+    for sample in boxed:
+        after = by_path[sample.path]
+        assert after.label == 1
+        if any(r.class_name == chosen for r in sample.regions):
+            assert after.image_level and not after.has_geometry
+            assert all(r.class_name != chosen for r in after.regions)
+        else:
+            assert after.has_geometry
+    with pytest.raises(EdgeSealantError, match="not a class"):
+        with_image_level_classes(dataset, ["no-such-class"])

@@ -26,6 +26,7 @@ def summarize(run: Path) -> dict[str, Any]:
         "run": run.name,
         "model": card["model"],
         "input": "x".join(str(v) for v in card["input_size"]),
+        "supervision": card.get("supervision", "image"),
         "pretrained": options.get("pretrained"),
         "device": train.get("device"),
         "amp": train.get("amp"),
@@ -74,6 +75,8 @@ def command_from_options(options: dict[str, Any]) -> str:
         parts += ["--device", options["device"]]
     if options.get("folds"):
         parts += ["--folds", str(options["folds"])]
+    if options.get("supervision") not in (None, "auto"):
+        parts += ["--supervision", options["supervision"]]
     return shlex.join(parts + ["--out", "runs/" + Path(options["out"]).name])
 
 
@@ -93,15 +96,15 @@ def fmt(value: Any, ci: Any = None, digits: int = 4) -> str:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| run | model | input | pretrained | device | epochs (best) | train min | val AUROC (selection) | out-of-fold AUROC (selection) "
-        "| test AUROC (held-out) | test recall | test FPR | leak-free test AUROC (n) |",
-        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | model | input | supervision | pretrained | device | epochs (best) | train min | val AUROC (selection) "
+        "| out-of-fold AUROC (selection) | test AUROC (held-out) | test recall | test FPR | leak-free test AUROC (n) |",
+        "|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         leak = r["leak_free"] or {}
         folds = "" if r["fold_auroc_mean"] is None else f"; folds {r['fold_auroc_mean']:.3f} +- {r['fold_auroc_std']:.3f}"
         lines.append(
-            f"| {r['run']} | {r['model']} | {r['input']} | {r['pretrained']} | {r['device']}{' ' + r['amp'] if r['amp'] else ''} "
+            f"| {r['run']} | {r['model']} | {r['input']} | {r.get('supervision', 'image')} | {r['pretrained']} | {r['device']}{' ' + r['amp'] if r['amp'] else ''} "
             f"| {r['epochs_run']} ({r['best_epoch']}) | {r['train_minutes']} | {fmt(r['val_auroc'], r['val_auroc_ci'])} "
             f"| {fmt(r['oof_auroc'], r['oof_auroc_ci'])}{folds} | {fmt(r['test_auroc'], r['test_auroc_ci'])} "
             f"| {fmt(r['test_recall'], r['test_recall_ci'], 3)} | {fmt(r['test_fpr'], r['test_fpr_ci'], 3)} "

@@ -55,7 +55,10 @@ class HeatmapHead(nn.Module):
 
     def forward(self, f16: torch.Tensor, f32: torch.Tensor) -> torch.Tensor:
         top = F.interpolate(self.lateral32(f32), scale_factor=2.0, mode="nearest")
-        top = top[:, :, : f16.shape[2], : f16.shape[3]]  # odd stride-16 sides: stride 32 rounded up
+        if top.shape[-2:] != f16.shape[-2:]:  # odd stride-16 sides only (input not a multiple of 32):
+            # stride 32 rounded up. Guarded so that the usual sizes export without the
+            # shape-reading ops a slice would add (measured +11% latency in OpenVINO f32).
+            top = top[:, :, : f16.shape[2], : f16.shape[3]]
         return self.out(self.mix(F.relu(self.lateral16(f16) + top)))
 
 

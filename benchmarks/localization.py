@@ -1,0 +1,242 @@
+#!/usr/bin/env python
+"""Where is the defect? The supervised heatmap against ReciproCAM on the image-only model.
+
+For the defect images of a split (default: test) this measures, side by side:
+
+* **pointing game**: the peak of the heatmap, upsampled bilinearly to the input size, lies
+  inside a ground-truth box/polygon dilated by 2% of the image side;
+* **recall by defect size**: a ground-truth region is found when some heatmap cell inside it
+  (dilated the same way) reaches half the image's peak; regions grouped by area as a share of
+  the image: < 0.1%, 0.1-1%, > 1%;
+* **image-level AUROC** of each model, with its 95% interval.
+
+The anchor is ReciproCAM (Byun and Lee, 2022), implemented here from the paper in torch:
+openvino-xai pins OpenVINO 2024.4 and NumPy 1.x, which cannot live beside this project's
+OpenVINO. For every cell of the last feature map, the features masked by a 3x3 Gaussian
+kernel centred on it go through the model's own pooling and classifier; the defect
+probability is that cell's saliency (min-max normalised per image).
+
+    python benchmarks/localization.py DATA --boxes-run RUN_A --image-run RUN_B [--split test]
+
+Both runs must be trained on DATA with the same input size. Results: Markdown + JSON in
+``--results`` (default benchmarks/results), named by date, CPU and dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edge_sealant.bench import cpu_info, cpu_slug  # noqa: E402
+from edge_sealant.checkpoint import load_trained  # noqa: E402
+from edge_sealant.data.loading import load_dataset_like  # noqa: E402
+from edge_sealant.imageset import load_images  # noqa: E402
+from edge_sealant.metrics import bootstrap_intervals, clopper_pearson  # noqa: E402
+
+DILATION = 0.02  # of the image side, as in the issue's pointing game
+SIZE_BINS = ((0.0, 0.001, "< 0.1%"), (0.001, 0.01, "0.1-1%"), (0.01, 1.01, "> 1%"))
+KERNEL = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]])
+
+
+# ------------------------------------------------------------------------------ heatmaps
+def supervised_maps(net: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(image probabilities, heatmaps N x h x w) of a heatmap model."""
+    probabilities, maps = [], []
+    with torch.inference_mode():
+        for start in range(0, len(images), 32):
+            pixels = torch.from_numpy(images[start : start + 32]).permute(0, 3, 1, 2).float()
+            logits, heatmap = net.forward_with_heatmap(pixels)
+            probabilities.append(torch.sigmoid(logits).numpy())
+            maps.append(torch.sigmoid(heatmap[:, 0]).numpy())
+    return np.concatenate(probabilities), np.concatenate(maps)
+
+
+def classifier_head(net: Any, features: torch.Tensor) -> torch.Tensor:
+    """The image-only model's pooling + classifier on final features: N logits."""
+    backbone = net.backbone
+    if net.family == "efficientnet_lite":
+        return backbone.classifier(backbone.dropout(backbone.flatten(backbone.pool(features)))).reshape(-1)
+    return backbone.classifier(torch.flatten(backbone.avgpool(features), 1)).reshape(-1)
+
+
+def final_features(net: Any, pixels: torch.Tensor) -> torch.Tensor:
+    x = (pixels - net.pixel_mean) / net.pixel_std
+    backbone = net.backbone
+    if net.family == "efficientnet_lite":
+        return backbone.forward_features(x)
+    return backbone.features(x)
+
+
+def reciprocam_maps(net: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(image probabilities, ReciproCAM saliency N x h x w in [0, 1]) of an image-only model."""
+    probabilities, maps = [], []
+    with torch.inference_mode():
+        for image in images:
+            pixels = torch.from_numpy(image[None]).permute(0, 3, 1, 2).float()
+            features = final_features(net, pixels)  # 1 x C x h x w
+            probabilities.append(float(torch.sigmoid(classifier_head(net, features))[0]))
+            _, _, h, w = features.shape
+            masks = torch.zeros(h * w, 1, h + 2, w + 2)
+            for k in range(h * w):
+                i, j = divmod(k, w)
+                masks[k, 0, i : i + 3, j : j + 3] = KERNEL
+            masked = features * masks[:, :, 1:-1, 1:-1]  # h*w x C x h x w
+            saliency = torch.sigmoid(classifier_head(net, masked)).reshape(h, w)
+            low, high = saliency.min(), saliency.max()
+            maps.append(((saliency - low) / (high - low + 1e-12)).numpy())
+    return np.array(probabilities), np.stack(maps)
+
+
+# ----------------------------------------------------------------------------- scoring
+def dilated(mask: np.ndarray, radius: int) -> np.ndarray:
+    import cv2
+
+    if radius < 1:
+        return mask
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(mask.astype(np.uint8), kernel) > 0
+
+
+def localization(maps: np.ndarray, samples: list[Any], card: Any) -> dict[str, Any]:
+    """Pointing game and recall by defect size of ``maps`` on the defect images' regions."""
+    from edge_sealant.data.masks import region_mask
+    from edge_sealant.preprocess import load_with_box
+
+    height, width = card.input_size
+    radius = round(DILATION * max(height, width))
+    hits, images = 0, 0
+    found = {label: [0, 0] for _, _, label in SIZE_BINS}
+    for heatmap, sample in zip(maps, samples):
+        if not sample.regions:
+            continue
+        # bilinear, as saliency maps are usually shown: the peak falls where neighbouring cells
+        # agree (nearest-neighbour would put every peak on the top-left pixel of its cell)
+        up = F.interpolate(torch.from_numpy(heatmap)[None, None].float(), size=(height, width), mode="bilinear",
+                           align_corners=False)[0, 0].numpy()
+        box = load_with_box(sample.path, card.input_size, card.resize_mode)[1]  # where the image sits in the input
+        whole = dilated(region_mask(sample.regions, (height, width), box) > 0, radius)
+        peak = np.unravel_index(int(np.argmax(up)), up.shape)
+        hits += bool(whole[peak])
+        images += 1
+        for region in sample.regions:
+            area = _area(region)
+            region_pixels = dilated(region_mask([region], (height, width), box) > 0, radius)
+            label = next(label for low, high, label in SIZE_BINS if low <= area < high)
+            found[label][1] += 1
+            found[label][0] += bool(up[region_pixels].max(initial=0.0) >= 0.5 * up.max())
+    return {
+        "defect_images": images,
+        "pointing_game": hits / images if images else None,
+        "pointing_game_ci": list(clopper_pearson(hits, images)) if images else None,
+        "recall_by_size": {label: {"found": f, "regions": n, "recall": f / n if n else None,
+                                   "recall_ci": list(clopper_pearson(f, n)) if n else None} for label, (f, n) in found.items()},
+    }
+
+
+def _area(region: Any) -> float:
+    """Share of the image a region covers (box: w*h; polygon: shoelace area)."""
+    points = np.asarray(region.points, dtype=np.float64)
+    if region.kind == "box":
+        return float(points[2] * points[3])
+    x, y = points[0::2], points[1::2]
+    return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
+
+
+def image_auroc(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import roc_auc_score
+
+    intervals = bootstrap_intervals(labels, probabilities)
+    return {"auroc": float(roc_auc_score(labels, probabilities)), "auroc_ci": intervals.get("auroc")}
+
+
+# ------------------------------------------------------------------------------- report
+def evaluate(run: Path, data: Path, split: str, method: str) -> dict[str, Any]:
+    net, card = load_trained(run)
+    dataset = load_dataset_like(data, card.data_summary)
+    loaded = load_images(dataset.split(split), card)
+    probabilities, maps = (supervised_maps if method == "supervised heatmap" else reciprocam_maps)(net, loaded.images)
+    return {
+        "method": method,
+        "run": str(run),
+        "model": card.model,
+        "input_size": list(card.input_size),
+        "supervision": card.supervision,
+        "map_size": list(maps.shape[1:]),
+        **image_auroc(loaded.labels, probabilities),
+        **localization(maps, loaded.samples, card),
+    }
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    lines = [
+        f"# Localization: supervised heatmap vs ReciproCAM ({payload['date']})",
+        "",
+        f"{payload['data']} ({payload['split']} split), {payload['cpu']['cpu']} "
+        f"({', '.join(flag for flag, present in payload['cpu']['isa'].items() if present)}).",
+        f"Pointing game: heatmap peak inside a ground-truth region dilated by {DILATION:.0%} of the image side. "
+        "Recall by size: a region counts as found when a cell inside it (dilated) reaches half the image's peak. "
+        "Intervals: 95%, Clopper-Pearson (rates), stratified bootstrap (AUROC). ReciproCAM implemented from the paper (see the script).",
+        "",
+        "| method | model | map | image AUROC [95% CI] | pointing game [95% CI] | " + " | ".join(f"recall {label}" for _, _, label in SIZE_BINS) + " |",
+        "|---|---|---|---|---|" + "---|" * len(SIZE_BINS),
+    ]
+    for entry in payload["methods"]:
+        ci = entry["auroc_ci"] or [None, None]
+        pg = entry["pointing_game_ci"] or [None, None]
+        sizes = [entry["recall_by_size"][label] for _, _, label in SIZE_BINS]
+        lines.append(
+            f"| {entry['method']} | {entry['model']} {entry['input_size'][0]}x{entry['input_size'][1]} ({entry['supervision']}) | "
+            f"{entry['map_size'][0]}x{entry['map_size'][1]} | {_f(entry['auroc'], 4)} [{_f(ci[0])}, {_f(ci[1])}] | "
+            f"{_f(entry['pointing_game'])} [{_f(pg[0])}, {_f(pg[1])}] ({entry['defect_images']} images) | "
+            + " | ".join(f"{_f(s['recall'])} ({s['found']}/{s['regions']})" for s in sizes) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--boxes-run", type=Path, required=True, help="run trained with --supervision boxes")
+    parser.add_argument("--image-run", type=Path, required=True, help="run trained with --supervision image")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--name", default=None, help="dataset name in the result file (default: the data folder's)")
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    cpu = cpu_info()
+    payload = {
+        "date": date.today().isoformat(),
+        "data": str(args.data),
+        "split": args.split,
+        "cpu": cpu,
+        "methods": [
+            evaluate(args.boxes_run, args.data, args.split, "supervised heatmap"),
+            evaluate(args.image_run, args.data, args.split, "ReciproCAM (image-only model)"),
+        ],
+    }
+    name = args.name or Path(args.data).resolve().parent.name
+    stem = f"{payload['date']}_{cpu_slug(cpu['cpu'])}_{name}_localization"
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (args.results / f"{stem}.md").write_text(markdown(payload))
+    print(markdown(payload))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -63,7 +63,10 @@ def _with_title(image: np.ndarray, result: InspectionResult, scale: int) -> np.n
     bar = np.full((28 * scale, image.shape[1], 3), 32, np.uint8)
     colour = (0, 0, 255) if result.is_defect else (0, 180, 0)
     text = f"{result.decision}  p={result.probability:.3f}  threshold {result.threshold:.3g}  regions {len(result.regions)}"
-    cv2.putText(bar, text, (6, 20 * scale), cv2.FONT_HERSHEY_SIMPLEX, 0.55 * scale, colour, scale, cv2.LINE_AA)
+    font = 0.55 * scale
+    width = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, scale)[0][0]
+    font *= min(1.0, (image.shape[1] - 12) / max(1, width))  # a narrow frame gets a smaller title, not a cut one
+    cv2.putText(bar, text, (6, 20 * scale), cv2.FONT_HERSHEY_SIMPLEX, font, colour, scale, cv2.LINE_AA)
     return np.vstack([bar, image])
 
 

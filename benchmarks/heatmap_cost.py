@@ -18,7 +18,6 @@ Results: ``benchmarks/results/<date>_<cpu>_heatmap_cost.{md,json}``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from datetime import date
@@ -147,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             prepare(run, data / "data.yaml")
         payload.update(measure(runs, frames, args.iterations, threads))
     stem = f"{payload['date']}_{bench.cpu_slug(payload['cpu']['cpu'])}_heatmap_cost"
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (args.results / f"{stem}.md").write_text(markdown(payload))
+    bench.write_result_files(args.results, stem, payload, markdown(payload))
     print(markdown(payload))
     return 0
 

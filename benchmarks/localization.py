@@ -25,7 +25,6 @@ Both runs must be trained on DATA with the same input size. Results: Markdown + 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import date
 from pathlib import Path
@@ -38,7 +37,7 @@ from torch.nn import functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, cpu_slug  # noqa: E402
+from edge_sealant.bench import cpu_info, cpu_slug, write_result_files  # noqa: E402
 from edge_sealant.checkpoint import load_trained  # noqa: E402
 from edge_sealant.data.loading import load_dataset_like  # noqa: E402
 from edge_sealant.imageset import load_images  # noqa: E402
@@ -231,9 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     name = args.name or Path(args.data).resolve().parent.name
     stem = f"{payload['date']}_{cpu_slug(cpu['cpu'])}_{name}_localization"
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (args.results / f"{stem}.md").write_text(markdown(payload))
+    write_result_files(args.results, stem, payload, markdown(payload))
     print(markdown(payload))
     return 0
 

@@ -26,7 +26,6 @@ epoch, random-init EfficientNet-Lite0, few timing runs); its results are written
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -247,14 +246,9 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 def write_results(payload: dict[str, Any], folder: Path) -> tuple[Path, Path]:
-    from edge_sealant.card import atomic_write_text
-
     slug = bench.cpu_slug(payload["header"]["cpu"]) if payload.get("header") else "cpu"
     stem = f"{payload['date']}_{slug}_magnetic-tile{'_smoke' if payload['smoke'] else ''}"
-    md_path, json_path = folder / f"{stem}.md", folder / f"{stem}.json"
-    atomic_write_text(json_path, json.dumps(payload, indent=2, default=str) + "\n")
-    atomic_write_text(md_path, markdown(payload))
-    return md_path, json_path
+    return bench.write_result_files(folder, stem, payload, markdown(payload))
 
 
 # ---------------------------------------------------------------------------- main

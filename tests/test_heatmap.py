@@ -19,7 +19,7 @@ from edge_sealant.errors import EdgeSealantError
 from edge_sealant.models.net import DeployNet
 from edge_sealant.models.registry import MODEL_SPECS, build_inspection_net, split_parameters
 from edge_sealant.runtime.regions import find_regions, grid_extent
-from edge_sealant.train import TrainOptions, train
+from edge_sealant.train import train
 from edge_sealant.train.parts import ArrayDataset, augmentation, heatmap_loss
 
 runner = CliRunner()
@@ -95,9 +95,9 @@ def box_data(tmp_path_factory):
 
 
 def _options(data, out, **extra):
-    values = dict(data=str(data), out=str(out), model="mobilenet_v3_small", pretrained="none", imgsz=SIZE, epochs=2, batch_size=8)
-    values.update(extra)
-    return TrainOptions(**values)
+    from test_train import tiny_options  # the same tiny recipe (MobileNetV3-Small at 64x32, 2 epochs)
+
+    return tiny_options(data, out, **extra)
 
 
 @pytest.fixture(scope="module")

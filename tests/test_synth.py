@@ -158,3 +158,20 @@ def test_hundred_images_are_fast(tmp_path):
     start = time.perf_counter()
     synthesize(tmp_path / "ds", n=100, size=(320, 112))
     assert time.perf_counter() - start < 10
+
+
+def test_defect_scale_shrinks_defects_and_keeps_normal_frames(tmp_path):
+    from edge_sealant.data.synth import synthesize
+
+    base = synthesize(tmp_path / "a", n=30, defect_ratio=0.5, size=(256, 96), seed=4)
+    small = synthesize(tmp_path / "b", n=30, defect_ratio=0.5, size=(256, 96), seed=4, defect_scale=0.3)
+    assert small["defect_area"]["median"] < 0.4 * base["defect_area"]["median"]
+    normal_a = sorted((tmp_path / "a" / "labels").rglob("*.txt"))
+    normal = [p for p in normal_a if not p.read_text().strip()]
+    assert normal  # frames without defects are the same bytes at any defect scale
+    for label in normal[:5]:
+        image = label.parent.parent.parent / "images" / label.parent.name / (label.stem + ".jpg")
+        twin = tmp_path / "b" / image.relative_to(tmp_path / "a")
+        assert image.read_bytes() == twin.read_bytes()
+    with pytest.raises(EdgeSealantError, match="defect_scale"):
+        synthesize(tmp_path / "c", n=10, defect_scale=0.0)

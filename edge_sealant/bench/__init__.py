@@ -36,6 +36,7 @@ from edge_sealant.bench.report import (
     to_json,
     to_markdown,
     write_outputs,
+    write_result_files,
 )
 from edge_sealant.bench.system import ISA_FLAGS, cpu_info, cpu_slug, openvino_capabilities, physical_cores, system_header
 from edge_sealant.bench.table import (
@@ -94,4 +95,5 @@ __all__ = [
     "to_json",
     "to_markdown",
     "write_outputs",
+    "write_result_files",
 ]

@@ -157,3 +157,16 @@ def write_outputs(
 def default_out_dir(run: Path, json_path: Optional[Path]) -> Path:
     """Where the PNGs go: next to --json, else RUN/bench."""
     return json_path.parent if json_path else Path(run) / "bench"
+
+
+def write_result_files(folder: Path, stem: str, payload: dict[str, Any], markdown_text: str) -> tuple[Path, Path]:
+    """``folder/stem.json`` (the payload) and ``folder/stem.md`` (its report), atomically:
+    the pair every benchmark script leaves in ``benchmarks/results``."""
+    from edge_sealant.card import atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    md_path, json_path = folder / f"{stem}.md", folder / f"{stem}.json"
+    atomic_write_text(json_path, json.dumps(payload, indent=2, default=str) + "\n")
+    atomic_write_text(md_path, markdown_text)
+    return md_path, json_path

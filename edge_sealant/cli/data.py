@@ -71,12 +71,19 @@ def data_synth(
     defect_ratio: float = typer.Option(0.3, help="Fraction of images with a defect."),
     size: str = typer.Option("320x112", help="Image size HxW (tall, like sealant line frames)."),
     seed: int = typer.Option(0, help="Random seed (same seed, same images)."),
+    defect_scale: float = typer.Option(1.0, "--defect-scale", help="Multiply every defect's size (0.05-4): small values make small defects on a large frame."),
 ) -> None:
     """Generate a procedural sealant-bead dataset in YOLO format (the embedded default)."""
     from edge_sealant.data.synth import synthesize
 
-    summary = synthesize(out, n=n, defect_ratio=defect_ratio, size=parse_size(size), seed=seed)
+    summary = synthesize(out, n=n, defect_ratio=defect_ratio, size=parse_size(size), seed=seed, defect_scale=defect_scale)
     console.print(f"wrote {summary['images']} images to {out} ({summary['counts']})")
+    area = summary["defect_area"]
+    if area:
+        console.print(
+            f"defect boxes: median {area['median']:.3%} of the frame (smallest {area['min']:.3%}, largest {area['max']:.3%})",
+            highlight=False,
+        )
 
 
 # ----------------------------------------------------------------------- audit rendering

@@ -41,6 +41,7 @@ def synthesize(
     seed: int = 0,
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     jpeg_quality: int = 92,
+    defect_scale: float = 1.0,
 ) -> dict:
     """Write a YOLO dataset of synthetic sealant-bead images to ``out`` and summarise it.
 
@@ -53,32 +54,41 @@ def synthesize(
         seed: Same seed, same bytes.
         split_fractions: Fractions of images in train, val and test.
         jpeg_quality: JPEG quality of the written images (1-100).
+        defect_scale: Multiplies every defect's size (0.05-4; 1 is the default look). Small
+            values make the small defects a model must find on a large frame.
 
     Returns:
-        ``{"images", "counts": {split: {"normal", "defect"}}, "classes", "path"}`` where
-        ``path`` is the written ``data.yaml``.
+        ``{"images", "counts": {split: {"normal", "defect"}}, "classes", "path",
+        "defect_area"}`` where ``path`` is the written ``data.yaml`` and ``defect_area`` the
+        median, smallest and largest box area as a share of the frame.
 
     Raises:
         EdgeSealantError: on invalid arguments or when ``out`` already holds files.
     """
     height, width, fractions = _validate(out, n, defect_ratio, size, split_fractions, jpeg_quality)
+    defect_scale = _number(defect_scale, float, "defect_scale must be a number")
+    if not 0.05 <= defect_scale <= 4.0:
+        raise EdgeSealantError(f"synthesize: defect_scale must be in [0.05, 4], got {defect_scale!r}")
     out = Path(out)
     layout = _layout(n, round(n * defect_ratio), fractions, seed)
     for split in SPLIT_NAMES:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
     counts = {s: {"normal": 0, "defect": 0} for s in SPLIT_NAMES}
+    areas: list[float] = []
     for index, split, primary in layout:
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, index)))
-        image, boxes = render(rng, height, width, _defect_classes(rng, primary))
+        image, boxes = render(rng, height, width, _defect_classes(rng, primary), defect_scale)
         _write_sample(out, split, f"synth_{index:05d}", image, boxes, jpeg_quality)
         counts[split]["defect" if boxes else "normal"] += 1
+        areas += [max(0.0, x1 - x0) * max(0.0, y1 - y0) / (height * width) for _, x0, y0, x1, y1 in boxes]
     yaml_path = _write_yaml(out)  # last: a half-written dataset has no data.yaml
-    return {"images": n, "counts": counts, "classes": list(CLASSES), "path": str(yaml_path)}
+    area = {"median": float(np.median(areas)), "min": float(min(areas)), "max": float(max(areas))} if areas else None
+    return {"images": n, "counts": counts, "classes": list(CLASSES), "path": str(yaml_path), "defect_area": area}
 
 
 def render(
-    rng: np.random.Generator, height: int, width: int, defects: list[int]
+    rng: np.random.Generator, height: int, width: int, defects: list[int], defect_scale: float = 1.0
 ) -> tuple[np.ndarray, list[Box]]:
     """One BGR uint8 frame and its defect boxes ``(cls, x0, y0, x1, y1)`` in pixels.
 
@@ -87,6 +97,7 @@ def render(
     the same frame with or without defects, and nothing global depends on the class.
     """
     scene = _draw_scene(rng, height, width)
+    scene.defect_scale = float(defect_scale)
     finish_rng = np.random.default_rng(rng.integers(2**63))  # same frame with or without defects
     windows = _place_defects(rng, height, len(defects))
     spans, patches = [], []
@@ -223,6 +234,12 @@ class Scene:
     flat: float
     shadow: float
     bead_tex: np.ndarray  # (h,) small luma variation along the bead
+    defect_scale: float = 1.0  # multiplies every defect's size
+
+    @property
+    def defect_unit(self) -> float:
+        """The unit of defect sizes: the bead width, times the requested defect scale."""
+        return self.bead_w * self.defect_scale
 
 
 def _noise(rng: np.random.Generator, cells: tuple[int, int], h: int, w: int) -> np.ndarray:
@@ -349,7 +366,7 @@ def _pick_rows(rng, y0: int, y1: int, extent: float) -> float:
 
 def _gap(rng, scene: Scene, y0: int, y1: int) -> tuple[float, float]:
     """A break: the bead's half width drops to zero over a short stretch with rounded ends."""
-    bw = scene.bead_w
+    bw = scene.defect_unit
     length = rng.uniform(0.1, 0.7) * bw
     radius = rng.uniform(0.5, 1.1) * bw / 2
     mid = _pick_rows(rng, y0, y1, length + 2 * radius)
@@ -364,7 +381,7 @@ def _gap(rng, scene: Scene, y0: int, y1: int) -> tuple[float, float]:
 
 def _thinning(rng, scene: Scene, y0: int, y1: int) -> tuple[float, float]:
     """A locally narrower bead, sometimes eaten from one side only."""
-    bw = scene.bead_w
+    bw = scene.defect_unit
     sigma = rng.uniform(0.5, 1.6) * bw
     mid = _pick_rows(rng, y0, y1, 4 * sigma)
     y = np.arange(scene.h, dtype=np.float32)
@@ -377,7 +394,7 @@ def _thinning(rng, scene: Scene, y0: int, y1: int) -> tuple[float, float]:
 
 def _offset(rng, scene: Scene, y0: int, y1: int) -> tuple[float, float]:
     """A segment of the bead displaced sideways with short, smooth ramps."""
-    bw = scene.bead_w
+    bw = scene.defect_unit
     length = rng.uniform(1.5, 4.0) * bw
     ramp = rng.uniform(0.15, 0.5) * bw
     mid = _pick_rows(rng, y0, y1, length + 4 * ramp)
@@ -415,7 +432,7 @@ def _patch(scene: Scene, cx: float, cy: float, rx: float, ry: float):
 
 def _bubble(rng, scene: Scene, luma, tint_mix, alpha, y0: int, y1: int):
     """A void in the bead: a dark crater with a glint on its rim, so it shows on any bead colour."""
-    half = float(scene.bead_w / 2)
+    half = float(scene.defect_unit / 2)
     rx = rng.uniform(0.4, 0.75) * half
     ry = rx * rng.uniform(0.75, 1.35)
     cy = _pick_rows(rng, y0, y1, 2 * ry)
@@ -433,7 +450,7 @@ def _bubble(rng, scene: Scene, luma, tint_mix, alpha, y0: int, y1: int):
 
 def _smear(rng, scene: Scene, luma, tint_mix, alpha, y0: int, y1: int):
     """Sealant spread beside the bead: an irregular, semi-transparent film touching its edge."""
-    bw = scene.bead_w
+    bw = scene.defect_unit
     ry = rng.uniform(0.6, 1.5) * bw
     rx = rng.uniform(0.25, 0.6) * bw
     cy = _pick_rows(rng, y0, y1, 2 * ry)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Annotated, Any, Optional, TYPE_CHECKING
 
 import typer
 
@@ -45,22 +45,22 @@ def render_table(result: BenchResult, console: Any) -> None:
 
 @app.command("bench")
 def bench_cmd(
-    run: Path = typer.Argument(..., help="Run folder (best.pt + exported/quantized models)."),
-    data: Path = typer.Argument(..., help="YOLO data.yaml or dataset folder."),
-    split: str = typer.Option(default_of(BenchOptions, "split"), help="Split whose images are scored and timed."),
-    backends: Optional[str] = typer.Option(None, help=f"Comma-separated: {','.join(BACKENDS)} (default all)."),
-    precisions: Optional[str] = typer.Option(None, help=f"Comma-separated: {','.join(PRECISIONS)} (default all; bf16 only where the CPU has it)."),
-    threads: Optional[int] = typer.Option(None, help="Threads for every backend (default: physical cores)."),
-    iterations: int = typer.Option(default_of(BenchOptions, "iterations"), help="Timed batch-1 runs per row, after --warmup."),
-    warmup: int = typer.Option(default_of(BenchOptions, "warmup"), help="Untimed runs before timing."),
-    e2e_images: int = typer.Option(default_of(BenchOptions, "e2e_images"), help="Files streamed through the runtime for the end-to-end figures."),
-    no_e2e: bool = typer.Option(False, "--no-e2e", help="Skip the end-to-end (file -> decision) figures."),
-    reference: Optional[str] = typer.Option(None, help="full-res: add a timing-only EfficientNet-B0 row at the source resolution."),
-    reference_size: Optional[str] = typer.Option(None, help="HxW of the --reference row (default: the split's image size)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here (PNGs go next to it)."),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write the rows as CSV here."),
-    md_out: Optional[Path] = typer.Option(None, "--md", help="Write a Markdown report here."),
-    fail_on_drop: Optional[float] = typer.Option(None, help="Exit 1 when an INT8 row loses more than this AUROC vs the FP32 row of its backend."),
+    run: Annotated[Path, typer.Argument(help="Run folder (best.pt + exported/quantized models).")],
+    data: Annotated[Path, typer.Argument(help="YOLO data.yaml or dataset folder.")],
+    split: Annotated[str, typer.Option(help="Split whose images are scored and timed.")] = default_of(BenchOptions, "split"),
+    backends: Annotated[Optional[str], typer.Option(help=f"Comma-separated: {','.join(BACKENDS)} (default all).")] = None,
+    precisions: Annotated[Optional[str], typer.Option(help=f"Comma-separated: {','.join(PRECISIONS)} (default all; bf16 only where the CPU has it).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Threads for every backend (default: physical cores).")] = None,
+    iterations: Annotated[int, typer.Option(help="Timed batch-1 runs per row, after --warmup.")] = default_of(BenchOptions, "iterations"),
+    warmup: Annotated[int, typer.Option(help="Untimed runs before timing.")] = default_of(BenchOptions, "warmup"),
+    e2e_images: Annotated[int, typer.Option(help="Files streamed through the runtime for the end-to-end figures.")] = default_of(BenchOptions, "e2e_images"),
+    no_e2e: Annotated[bool, typer.Option("--no-e2e", help="Skip the end-to-end (file -> decision) figures.")] = False,
+    reference: Annotated[Optional[str], typer.Option(help="full-res: add a timing-only EfficientNet-B0 row at the source resolution.")] = None,
+    reference_size: Annotated[Optional[str], typer.Option(help="HxW of the --reference row (default: the split's image size).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here (PNGs go next to it).")] = None,
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV here.")] = None,
+    md_out: Annotated[Optional[Path], typer.Option("--md", help="Write a Markdown report here.")] = None,
+    fail_on_drop: Annotated[Optional[float], typer.Option(help="Exit 1 when an INT8 row loses more than this AUROC vs the FP32 row of its backend.")] = None,
 ) -> None:
     """Accuracy, size, latency, throughput and end-to-end speed of every artifact of a run."""
     from edge_sealant import bench

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from edge_sealant.card import parse_size
 from edge_sealant.cli.common import GROUP_BY_HELP, MAX_GROUP_HELP, console, data_app, print_json, split_list
 
+
 @data_app.command("inspect")
 def data_inspect(
-    data: Path = typer.Argument(..., help="YOLO data.yaml, or a dataset folder (YOLO or ImageFolder)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the audit as JSON on stdout."),
-    normal_classes: Optional[str] = typer.Option(None, help="Comma-separated YOLO class names that mean OK."),
-    seed: int = typer.Option(0, help="Seed of the split made when val/test are missing."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", help=GROUP_BY_HELP),
+    data: Annotated[Path, typer.Argument(help="YOLO data.yaml, or a dataset folder (YOLO or ImageFolder).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the audit as JSON on stdout.")] = False,
+    normal_classes: Annotated[Optional[str], typer.Option(help="Comma-separated YOLO class names that mean OK.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split made when val/test are missing.")] = 0,
+    group_by: Annotated[Optional[str], typer.Option("--group-by", help=GROUP_BY_HELP)] = None,
 ) -> None:
     """Audit a dataset: counts per split, boxes per class, sizes, label problems, leakage."""
     from edge_sealant.data.audit import audit_dataset
@@ -32,15 +33,15 @@ def data_inspect(
 
 @data_app.command("split")
 def data_split(
-    data: Path = typer.Argument(..., help="YOLO data.yaml or dataset folder; all its images are pooled."),
-    out: Path = typer.Argument(..., help="New folder for the split dataset (links by default)."),
-    val: float = typer.Option(0.15, "--val", help="Fraction of images for val."),
-    test: float = typer.Option(0.15, "--test", help="Fraction of images for test."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", help=GROUP_BY_HELP),
-    max_group: Optional[int] = typer.Option(None, "--max-group", help=MAX_GROUP_HELP),
-    seed: int = typer.Option(0, help="Random seed (same seed, same split)."),
-    normal_classes: Optional[str] = typer.Option(None, help="Comma-separated YOLO class names that mean OK."),
-    copy: bool = typer.Option(False, "--copy", help="Copy the files instead of linking them."),
+    data: Annotated[Path, typer.Argument(help="YOLO data.yaml or dataset folder; all its images are pooled.")],
+    out: Annotated[Path, typer.Argument(help="New folder for the split dataset (links by default).")],
+    val: Annotated[float, typer.Option("--val", help="Fraction of images for val.")] = 0.15,
+    test: Annotated[float, typer.Option("--test", help="Fraction of images for test.")] = 0.15,
+    group_by: Annotated[Optional[str], typer.Option("--group-by", help=GROUP_BY_HELP)] = None,
+    max_group: Annotated[Optional[int], typer.Option("--max-group", help=MAX_GROUP_HELP)] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same split).")] = 0,
+    normal_classes: Annotated[Optional[str], typer.Option(help="Comma-separated YOLO class names that mean OK.")] = None,
+    copy: Annotated[bool, typer.Option("--copy", help="Copy the files instead of linking them.")] = False,
 ) -> None:
     """Freeze a leak-free, grouped, stratified train/val/test split as a dataset with a manifest."""
     from edge_sealant.data.freeze import split_dataset
@@ -66,12 +67,12 @@ def data_split(
 
 @data_app.command("synth")
 def data_synth(
-    out: Path = typer.Argument(..., help="Folder to write the YOLO dataset to."),
-    n: int = typer.Option(400, "--n", help="Number of images (all splits)."),
-    defect_ratio: float = typer.Option(0.3, help="Fraction of images with a defect."),
-    size: str = typer.Option("320x112", help="Image size HxW (tall, like sealant line frames)."),
-    seed: int = typer.Option(0, help="Random seed (same seed, same images)."),
-    defect_scale: float = typer.Option(1.0, "--defect-scale", help="Multiply every defect's size (0.05-4): small values make small defects on a large frame."),
+    out: Annotated[Path, typer.Argument(help="Folder to write the YOLO dataset to.")],
+    n: Annotated[int, typer.Option("--n", help="Number of images (all splits).")] = 400,
+    defect_ratio: Annotated[float, typer.Option(help="Fraction of images with a defect.")] = 0.3,
+    size: Annotated[str, typer.Option(help="Image size HxW (tall, like sealant line frames).")] = "320x112",
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same images).")] = 0,
+    defect_scale: Annotated[float, typer.Option("--defect-scale", help="Multiply every defect's size (0.05-4): small values make small defects on a large frame.")] = 1.0,
 ) -> None:
     """Generate a procedural sealant-bead dataset in YOLO format (the embedded default)."""
     from edge_sealant.data.synth import synthesize

@@ -10,6 +10,7 @@ import typer
 from edge_sealant.cli.common import app, console, default_of
 from edge_sealant.demo import DemoOptions
 
+
 @app.command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Folder to create (must not exist or be empty).")] = default_of(DemoOptions, "out"),

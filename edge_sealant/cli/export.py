@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from edge_sealant.cli.common import app, console, err_console, print_json, split_list
+from edge_sealant.export import EXPORT_PRECISIONS, FORMATS, PARITY_LIMIT, TOLERANCE
+
 
 @app.command("export")
 def export_cmd(
-    run: Path = typer.Argument(..., help="Run folder made by 'edge-sealant train'."),
-    formats: str = typer.Option("onnx,openvino", "--format", help="Comma-separated: onnx, openvino."),
-    precisions: str = typer.Option("fp32", "--precision", help="Comma-separated: fp32, fp16 (fp16: OpenVINO only)."),
-    bundle: Optional[Path] = typer.Option(None, "--bundle", help="Also write a deployment zip (models, torch-free runtime, example, OVMS layout); never overwritten."),
-    parity_images: int = typer.Option(64, help="Val images compared against torch (FP32 must agree within 1e-4)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON on stdout."),
+    run: Annotated[Path, typer.Argument(help="Run folder made by 'edge-sealant train'.")],
+    formats: Annotated[str, typer.Option("--format", help=f"Comma-separated: {', '.join(FORMATS)}.")] = ",".join(FORMATS),
+    precisions: Annotated[str, typer.Option("--precision", help=f"Comma-separated: {', '.join(EXPORT_PRECISIONS)} (fp16: OpenVINO only).")] = "fp32",
+    bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Also write a deployment zip (models, torch-free runtime, example, OVMS layout); never overwritten.")] = None,
+    parity_images: Annotated[int, typer.Option(help=f"Val images compared against torch (FP32 must agree within {TOLERANCE['fp32']:g}).")] = PARITY_LIMIT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
 ) -> None:
     """Export to ONNX and OpenVINO IR with the model card embedded; check parity with torch."""
     from edge_sealant.export import export_run
@@ -40,9 +42,9 @@ def export_cmd(
 
 @app.command("set-threshold")
 def set_threshold_cmd(
-    model: Path = typer.Argument(..., help="Exported model (.xml or .onnx)."),
-    value: float = typer.Argument(..., help="New decision threshold in [0, 1]."),
-    sidecar: bool = typer.Option(False, "--sidecar", help="Write model.threshold.json next to the model instead of editing the file."),
+    model: Annotated[Path, typer.Argument(help="Exported model (.xml or .onnx).")],
+    value: Annotated[float, typer.Argument(help="New decision threshold in [0, 1].")],
+    sidecar: Annotated[bool, typer.Option("--sidecar", help="Write model.threshold.json next to the model instead of editing the file.")] = False,
 ) -> None:
     """Change a model's decision threshold without re-exporting (embedded metadata or sidecar)."""
     from edge_sealant.runtime.model_file import set_threshold

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Annotated, Any, Optional, TYPE_CHECKING
 
 import typer
 
@@ -17,18 +17,18 @@ if TYPE_CHECKING:  # the domain module is imported by the command itself, lazily
 
 @app.command("predict")
 def predict_cmd(
-    model: Path = typer.Argument(..., help="Exported .xml/.onnx, or a run folder (best artifact: openvino int8 > fp32 > onnx)."),
-    source: str = typer.Argument(..., help="Image file, folder (recursive), glob ('imgs/*.jpg') or video (.mp4/.avi/.mkv/.mov)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="preds.csv or preds.json (never overwritten)."),
-    threshold: Optional[float] = typer.Option(None, help="Override the model's threshold."),
-    device: str = typer.Option("CPU", help="OpenVINO device."),
-    hint: str = typer.Option("THROUGHPUT", help="OpenVINO performance hint: LATENCY or THROUGHPUT."),
-    precision: Optional[str] = typer.Option(None, help="OpenVINO inference precision: f32 (default), bf16, f16."),
-    threads: Optional[int] = typer.Option(None, help="Inference threads (default: all cores)."),
-    as_json: bool = typer.Option(False, "--json", help="Print rows and summary as JSON on stdout."),
-    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Heatmap models: write a JPEG of every flagged image (heatmap, regions, verdict) to this folder."),
-    regions: bool = typer.Option(False, "--regions", help="Heatmap models: add the defect regions (boxes in image pixels, peak) to the rows."),
-    region_level: float = typer.Option(DEFAULT_LEVEL, help="Heatmap cells at or above this probability form a region."),
+    model: Annotated[Path, typer.Argument(help="Exported .xml/.onnx, or a run folder (best artifact: openvino int8 > fp32 > onnx).")],
+    source: Annotated[str, typer.Argument(help="Image file, folder (recursive), glob ('imgs/*.jpg') or video (.mp4/.avi/.mkv/.mov).")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="preds.csv or preds.json (never overwritten).")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Override the model's threshold.")] = None,
+    device: Annotated[str, typer.Option(help="OpenVINO device.")] = "CPU",
+    hint: Annotated[str, typer.Option(help="OpenVINO performance hint: LATENCY or THROUGHPUT.")] = "THROUGHPUT",
+    precision: Annotated[Optional[str], typer.Option(help="OpenVINO inference precision: f32 (default), bf16, f16.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Inference threads (default: all cores).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print rows and summary as JSON on stdout.")] = False,
+    overlay: Annotated[Optional[Path], typer.Option("--overlay", help="Heatmap models: write a JPEG of every flagged image (heatmap, regions, verdict) to this folder.")] = None,
+    regions: Annotated[bool, typer.Option("--regions", help="Heatmap models: add the defect regions (boxes in image pixels, peak) to the rows.")] = False,
+    region_level: Annotated[float, typer.Option(help="Heatmap cells at or above this probability form a region.")] = DEFAULT_LEVEL,
 ) -> None:
     """Inspect images or video frames; one row per image, errors as rows, summary at the end."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -14,14 +14,14 @@ from edge_sealant.quantize.calibration import MIN_CALIBRATION_IMAGES
 
 @app.command("quantize")
 def quantize_cmd(
-    run: Path = typer.Argument(..., help="Run folder (its FP32 export is made first when missing)."),
-    data: Path = typer.Argument(..., help="Dataset to calibrate and evaluate on (YOLO data.yaml or folder)."),
-    backend: str = typer.Option("openvino", "--backend", help="openvino (NNCF -> INT8 IR, recommended) or onnx (ONNX Runtime quantize_static -> QDQ ONNX)."),
-    subset_size: int = typer.Option(MIN_CALIBRATION_IMAGES, "--subset-size", help="Calibration images, drawn stratified by label."),
-    split: str = typer.Option("train", "--split", help="Split the calibration images come from."),
-    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Accuracy control: keep layers in float until the val AUROC drop is <= D (absolute)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the quantize report as JSON on stdout."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing INT8 model of this backend."),
+    run: Annotated[Path, typer.Argument(help="Run folder (its FP32 export is made first when missing).")],
+    data: Annotated[Path, typer.Argument(help="Dataset to calibrate and evaluate on (YOLO data.yaml or folder).")],
+    backend: Annotated[str, typer.Option("--backend", help="openvino (NNCF -> INT8 IR, recommended) or onnx (ONNX Runtime quantize_static -> QDQ ONNX).")] = "openvino",
+    subset_size: Annotated[int, typer.Option("--subset-size", help="Calibration images, drawn stratified by label.")] = MIN_CALIBRATION_IMAGES,
+    split: Annotated[str, typer.Option("--split", help="Split the calibration images come from.")] = "train",
+    max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Accuracy control: keep layers in float until the val AUROC drop is <= D (absolute).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the quantize report as JSON on stdout.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing INT8 model of this backend.")] = False,
 ) -> None:
     """Post-training INT8 quantization with a calibration manifest and an FP32-vs-INT8 report."""
     import contextlib

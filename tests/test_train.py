@@ -75,6 +75,24 @@ def test_resume_continues_from_last_epoch(tiny_data, tmp_path):
     assert (run / "run.json").is_file()
 
 
+def test_resume_of_a_run_from_before_box_supervision_stays_image_only(tiny_data, tmp_path):
+    """Its checkpoint has no ``supervision`` option; today's default (auto) would pick boxes
+    on this data and build a net its weights do not fit."""
+    import torch
+
+    run = tmp_path / "old"
+    train(tiny_options(tiny_data, run, epochs=1, supervision="image"))
+    (run / "run.json").unlink()
+    state = torch.load(run / "last.pt", weights_only=True)
+    for key in ("supervision", "seg_weight", "image_level_classes"):
+        state["options"].pop(key)
+    state["card"].pop("supervision")
+    state["card"].pop("heatmap_stride")
+    torch.save(state, run / "last.pt")
+    result = resume(run, epochs=2)
+    assert result.card.heatmap_stride == 0 and [h["epoch"] for h in result.card.train["history"]] == [0, 1]
+
+
 @pytest.mark.parametrize("balance", ["none", "undersample", "oversample", "weighted-sampler"])
 def test_epoch_indices_balance_the_class_mix(balance):
     labels = np.array([0] * 30 + [1] * 10)

@@ -33,6 +33,7 @@ from edge_sealant.errors import EdgeSealantError
 
 YAML_NAMES = ("data.yaml", "dataset.yaml")
 
+
 def _yaml_key_line(text: str, key: str) -> int | None:
     match = re.search(rf"^{re.escape(key)}\s*:", text, flags=re.MULTILINE)
     return text.count("\n", 0, match.start()) + 1 if match else None

@@ -19,6 +19,7 @@ OPTION_NAMES = {"time_limit_min": "time-limit", "max_group_size": "max-group"}  
 BALANCE_MODES = ("none", "undersample", "oversample", "weighted-loss", "weighted-sampler")
 SUPERVISION_MODES = ("auto", "image", "boxes")
 
+
 @dataclass
 class TrainOptions:
     """Every knob of ``edge-sealant train``; ``--config run.yaml`` takes the same keys."""
@@ -125,6 +126,7 @@ class TrainOptions:
         if unknown:
             raise EdgeSealantError(f"unknown training option(s): {', '.join(unknown)}")
         return cls(**clean)
+
 
 def _number(value: Any, integer: bool) -> int | float | None:
     """``value`` as an int/float (numeric text accepted), or None when it is not one.

@@ -53,6 +53,9 @@ def resume(run: str | Path, progress: TrainProgress | None = None, data: str | N
         raise EdgeSealantError(f"{run} is finished already (run.json exists); nothing to resume")
     state = read_checkpoint(Path(run) / LAST)
     values = dict(state["options"])
+    # A run from before box supervision has no such option: it is what its card says
+    # (image-only), not what "auto" would choose today.
+    values.setdefault("supervision", (state.get("card") or {}).get("supervision", "image"))
     if epochs is not None:
         values["epochs"] = epochs
     if data is not None:

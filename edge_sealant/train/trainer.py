@@ -42,6 +42,7 @@ from edge_sealant.train.parts import (
 from edge_sealant.train.progress import TrainProgress, auroc_text
 from edge_sealant.versions import TRAINING, library_versions
 
+
 @dataclass
 class TrainResult:
     run: Path

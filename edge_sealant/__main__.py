@@ -1,3 +1,4 @@
 from edge_sealant.cli import main
 
-main()
+if __name__ == "__main__":  # spawned workers (serve --workers) import this module again
+    main()

@@ -156,20 +156,25 @@ class Inspector:
         card = self.card
         return load_with_box(source, card.input_size, card.resize_mode, card.channel_order)
 
-    def _prepare(self, item: Source, default_name: str) -> _Prepared:
+    def prepare(self, item: Source, default_name: str = "<image>") -> PreparedImage:
+        """Decode and resize one image for the engine; a bad image gives ``error``, never raises.
+
+        With :meth:`verdict` this is the inspector in two steps, for callers that schedule the
+        engine themselves (the model server).
+        """
         name, source = _split_name(item, default_name)
         start = time.perf_counter()
         try:
             image, box, source_hw = self._load(source)
-            return _Prepared(name, image, (time.perf_counter() - start) * 1e3, None, box, source_hw)
+            return PreparedImage(name, image, (time.perf_counter() - start) * 1e3, None, box, source_hw)
         except EdgeSealantError as exc:
             error = str(exc)
         except Exception as exc:  # OpenCV errors on odd arrays: still one row, not a crash
             error = f"{name}: {type(exc).__name__}: {exc}"
-        return _Prepared(name, None, (time.perf_counter() - start) * 1e3, error)
+        return PreparedImage(name, None, (time.perf_counter() - start) * 1e3, error)
 
-    def _result(self, item: _Prepared, outputs: Outputs | None = None, index: int = 0, infer_ms: float = 0.0) -> InspectionResult:
-        """The verdict on ``item`` from row ``index`` of ``outputs`` (None: an error row)."""
+    def verdict(self, item: PreparedImage, outputs: Outputs | None = None, index: int = 0, infer_ms: float = 0.0) -> InspectionResult:
+        """The verdict on ``item`` from row ``index`` of the engine's ``outputs`` (None: an error row)."""
         pre_ms = item.pre_ms
         if item.error is not None or outputs is None:
             return InspectionResult(item.name, None, None, "error", self.threshold, self.threshold_source,
@@ -204,9 +209,9 @@ class Inspector:
             return []
         defaults = [_default_name(item, i, len(items)) for i, item in enumerate(items)]
         if len(items) == 1:
-            prepared = [self._prepare(items[0], defaults[0])]
+            prepared = [self.prepare(items[0], defaults[0])]
         else:
-            prepared = list(self._decode_pool().map(self._prepare, items, defaults))
+            prepared = list(self._decode_pool().map(self.prepare, items, defaults))
         ok = [i for i, p in enumerate(prepared) if p.image is not None]
         outputs, infer_ms = None, 0.0
         if ok:
@@ -214,7 +219,7 @@ class Inspector:
             outputs = self.backend.infer(np.stack([prepared[i].image for i in ok]))
             infer_ms = (time.perf_counter() - start) * 1e3 / len(ok)
         row = {i: k for k, i in enumerate(ok)}
-        return [self._result(p, outputs if i in row else None, row.get(i, 0), infer_ms if i in row else 0.0)
+        return [self.verdict(p, outputs if i in row else None, row.get(i, 0), infer_ms if i in row else 0.0)
                 for i, p in enumerate(prepared)]
 
     # ---------------------------------------------------------------------------- stream
@@ -232,7 +237,7 @@ class Inspector:
         pool = self._decode_pool()
         iterator = iter(sources)
         decoding: deque[Future] = deque()
-        inferring: deque[tuple[_Prepared, Future | None, float]] = deque()
+        inferring: deque[tuple[PreparedImage, Future | None, float]] = deque()
         counter = 0
         exhausted = False
 
@@ -244,10 +249,10 @@ class Inspector:
                 except StopIteration:
                     exhausted = True
                     return
-                decoding.append(pool.submit(self._prepare, item, _default_name(item, counter, 2)))
+                decoding.append(pool.submit(self.prepare, item, _default_name(item, counter, 2)))
                 counter += 1
 
-        def start_inference(prepared: _Prepared) -> None:
+        def start_inference(prepared: PreparedImage) -> None:
             if prepared.error is not None:
                 inferring.append((prepared, None, 0.0))
                 return
@@ -263,15 +268,15 @@ class Inspector:
             yield self._finished(prepared, future, started)
             refill()
 
-    def _finished(self, prepared: _Prepared, future: Future | None, started: float) -> InspectionResult:
+    def _finished(self, prepared: PreparedImage, future: Future | None, started: float) -> InspectionResult:
         if future is None:
-            return self._result(prepared)
+            return self.verdict(prepared)
         try:
             outputs = future.result()
         except EdgeSealantError as exc:
             prepared.error = str(exc)
-            return self._result(prepared)
-        return self._result(prepared, outputs, 0, (time.perf_counter() - started) * 1e3)
+            return self.verdict(prepared)
+        return self.verdict(prepared, outputs, 0, (time.perf_counter() - started) * 1e3)
 
     # ------------------------------------------------------------------------- lifecycle
     def _decode_pool(self) -> ThreadPoolExecutor:
@@ -299,8 +304,8 @@ class Inspector:
 
 
 @dataclass
-class _Prepared:
-    """One decoded image on its way to the engine, or the error that stopped it."""
+class PreparedImage:
+    """One decoded image on its way to the engine (:meth:`Inspector.prepare`), or the error that stopped it."""
 
     name: str
     image: np.ndarray | None

@@ -44,8 +44,10 @@ def make_dataset(root: Path, per_class: int = 4) -> Path:
     return root
 
 
-def make_run(run: Path, data_root: Path | None = None, threshold: float = 0.5, seed: int = 0) -> Path:
+def make_run(run: Path, data_root: Path | None = None, threshold: float = 0.5, seed: int = 0, heatmap: bool = False) -> Path:
     """``run/best.pt`` + ``run/run.json`` of a MobileNetV3-Small whose outputs vary per image.
+
+    ``heatmap``: with the (untrained) stride-16 heatmap head and score fusion, as box supervision builds it.
 
     The registry's fresh head answers 0.5 for everything (tiny weights), which would make
     every parity check trivially exact; calibrating BatchNorm on random pixels and a
@@ -58,7 +60,7 @@ def make_run(run: Path, data_root: Path | None = None, threshold: float = 0.5, s
     from edge_sealant.models.registry import build_inspection_net
 
     torch.manual_seed(seed)
-    net = build_inspection_net(MODEL, pretrained="none")
+    net = build_inspection_net(MODEL, pretrained="none", heatmap=heatmap)
     for module in net.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None  # cumulative average: calibrated after two batches
@@ -73,7 +75,8 @@ def make_run(run: Path, data_root: Path | None = None, threshold: float = 0.5, s
         torch.nn.init.zeros_(head.bias)
     net.eval()
     summary = {"root": str(data_root)} if data_root else {"root": str(run / "no-such-dataset")}
-    card = ModelCard(model=MODEL, input_size=SIZE, threshold=threshold, data_summary=summary)
+    card = ModelCard(model=MODEL, input_size=SIZE, threshold=threshold, data_summary=summary,
+                     heatmap_stride=16 if heatmap else 0, supervision="boxes" if heatmap else "image")
     run.mkdir(parents=True, exist_ok=True)
     save_checkpoint(run / "best.pt", net, card)
     card.save(run)

@@ -7,13 +7,13 @@ commands so ``edge-sealant --help`` stays instant.
 
 One module per verb (or family of verbs) holds its command(s) and their presentation:
 ``data``, ``train`` (train, evaluate), ``export`` (export, set-threshold), ``quantize``,
-``predict``, ``bench``, ``demo``.
+``predict``, ``bench``, ``demo``, ``serve``.
 """
 
 from __future__ import annotations
 
 # Imported for their side effect: each registers its commands on ``app``, in --help order.
-from edge_sealant.cli import data, train, export, quantize, predict, bench, demo  # noqa: F401,E401
+from edge_sealant.cli import data, train, export, quantize, predict, bench, demo, serve  # noqa: F401,E401
 from edge_sealant.cli.common import app
 
 __all__ = ["app", "main"]

@@ -6,18 +6,22 @@
 Modules: ``options`` (:class:`ServeOptions`), ``tensors`` (protocol tensors <-> images and
 verdicts, numpy only), ``rest`` (the REST infer body with the binary data extension),
 ``service`` (one model shared by concurrent requests, its metadata), ``metrics``
-(Prometheus), ``server`` (KServe's model server around it; needs ``pip install
-'edge-sealant[serve]'``), ``workers`` (``--workers N``: N servers on the same ports). Only
-``server`` imports kserve, when a server starts.
+(Prometheus), ``server`` and ``grpc_server`` (KServe's model server around it; needs ``pip
+install 'edge-sealant[serve]'``), ``workers`` (``--workers N``: N servers on the same ports).
+Only ``server`` and ``grpc_server`` import kserve, through :func:`server_module`.
 """
 
 from __future__ import annotations
 
+import sys
+from types import ModuleType
 from typing import Callable
 
 from edge_sealant.serve.options import ServeOptions
 
-__all__ = ["ServeOptions", "serve"]
+__all__ = ["ServeOptions", "serve", "server_module"]
+# What the serve extra brings; an ImportError naming one of them means the extra is missing.
+_EXTRA_MODULES = {"kserve", "fastapi", "grpc", "prometheus_client", "uvicorn"}
 
 
 def serve(options: ServeOptions, on_ready: Callable[[dict], None] | None = None) -> None:
@@ -28,18 +32,34 @@ def serve(options: ServeOptions, on_ready: Callable[[dict], None] | None = None)
     """
     from dataclasses import replace
 
-    from edge_sealant.serve.server import import_kserve, run_server
     from edge_sealant.serve.service import InspectionService, resolve_served_model
 
     _check(options)
     options = replace(options, model=str(resolve_served_model(options.model)))
-    import_kserve()
+    server = server_module()
     if options.workers > 1:
         from edge_sealant.serve.workers import serve_workers
 
         return serve_workers(options, on_ready)
     service = InspectionService.load(options)
-    run_server(service, options, on_ready)
+    server.run_server(service, options, on_ready)
+
+
+def server_module() -> ModuleType:
+    """:mod:`edge_sealant.serve.server`, imported with an empty command line (kserve parses
+    ``sys.argv`` when imported); a missing serve extra is one line."""
+    from edge_sealant.errors import EdgeSealantError
+
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        from edge_sealant.serve import server
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in _EXTRA_MODULES:
+            raise
+        raise EdgeSealantError(f"serving needs the serve extra: pip install 'edge-sealant[serve]' ({exc})") from None
+    finally:
+        sys.argv = argv
+    return server
 
 
 def _check(options: ServeOptions) -> None:

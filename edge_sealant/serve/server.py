@@ -7,40 +7,34 @@ breaks on binary BYTES, see :mod:`edge_sealant.serve.rest`), the model card at
 ``/v2/models/NAME/config``, a body-size limit, 4xx with one line and no traceback for client
 errors, metrics, and a drain on SIGTERM: HTTP stops accepting, in-flight requests finish
 (up to ``grace_s``), then gRPC does the same.
+
+This module and :mod:`~edge_sealant.serve.grpc_server` import kserve: load them through
+:func:`edge_sealant.serve.server_module` (kserve parses ``sys.argv`` when imported).
 """
 
-# No `from __future__ import annotations`: FastAPI reads the route signatures' types at run
-# time, and Request/Response are imported inside the factories (kserve is optional).
+from __future__ import annotations
+
 import asyncio
 import json
 import logging
 import signal
-import sys
 import time
-from concurrent import futures
 from typing import Any, Callable
 
+import kserve
+from fastapi import Request, Response
+from kserve import InferOutput, InferResponse
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+from kserve.model_server import FASTAPI_APP_IMPORT_STRING
+from kserve.protocol.rest.server import RESTServer
+
+from edge_sealant.serve.grpc_server import InspectionGRPCServer
 from edge_sealant.serve.options import ServeOptions
 from edge_sealant.serve.rest import HEADER_LENGTH, encode_response, parse_request
 from edge_sealant.serve.service import InspectionService
 from edge_sealant.serve.tensors import RequestError, check_input_name, images_from_tensor, requested_outputs
 
 logger = logging.getLogger("edge_sealant.serve")
-
-
-def import_kserve() -> Any:
-    """Import kserve with an empty command line: it parses ``sys.argv`` at import time."""
-    argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        import kserve  # noqa: F401
-        import kserve.model_server  # noqa: F401
-    except ImportError as exc:
-        from edge_sealant.errors import EdgeSealantError
-
-        raise EdgeSealantError(f"serving needs the serve extra: pip install 'edge-sealant[serve]' ({exc})") from None
-    finally:
-        sys.argv = argv
-    return kserve
 
 
 def run_server(service: InspectionService, options: ServeOptions, on_ready: Callable[[dict], None] | None = None,
@@ -50,21 +44,18 @@ def run_server(service: InspectionService, options: ServeOptions, on_ready: Call
     ``reuse_port``: share the ports with other worker processes (``SO_REUSEPORT``); without
     it, a port already in use is an error, never silently shared.
     """
-    kserve = import_kserve()
-    from kserve.model_server import FASTAPI_APP_IMPORT_STRING
-
-    model = _model_class(kserve)(service)
+    model = InspectionModel(service)
     server = kserve.ModelServer(http_port=options.http_port, grpc_port=options.grpc_port, workers=1,
                                 enable_grpc=bool(options.grpc_port), enable_latency_logging=False,
                                 grace_period=int(options.grace_s))
     _configure_logging(options.log_level)
     server.register_model(model)
-    rest = _rest_server_class()(FASTAPI_APP_IMPORT_STRING, server.dataplane, server.model_repository_extension,
+    rest = InspectionRESTServer(FASTAPI_APP_IMPORT_STRING, server.dataplane, server.model_repository_extension,
                                 options.http_port, grace_period=int(options.grace_s), service=service, options=options,
                                 reuse_port=reuse_port)
     grpc_server = None
     if options.grpc_port:
-        grpc_server = _grpc_server_class()(options.grpc_port, server.dataplane, server.model_repository_extension,
+        grpc_server = InspectionGRPCServer(options.grpc_port, server.dataplane, server.model_repository_extension,
                                            kwargs={}, grace_period=int(options.grace_s), service=service, options=options,
                                            reuse_port=reuse_port)
 
@@ -127,52 +118,49 @@ async def _announce(rest: Any, options: ServeOptions, service: InspectionService
 
 
 # --------------------------------------------------------------------------- kserve model
-def _model_class(kserve: Any) -> type:
-    """``kserve.Model`` for our service: the gRPC path (REST infer is ours, see _RestServer)."""
-    from kserve import InferOutput, InferResponse
+# --------------------------------------------------------------------------- kserve model
+class InspectionModel(kserve.Model):
+    """``kserve.Model`` for our service: the gRPC infer path (REST infer is ours, see InspectionRESTServer)."""
 
-    class InspectionModel(kserve.Model):
-        def __init__(self, service: InspectionService):
-            super().__init__(service.name)
-            self.service = service
-            self.ready = True
+    def __init__(self, service: InspectionService):
+        super().__init__(service.name)
+        self.service = service
+        self.ready = True
 
-        def load(self) -> bool:
-            self.ready = True
-            return True
+    def load(self) -> bool:
+        self.ready = True
+        return True
 
-        def get_input_types(self) -> list[dict]:
-            return self.service.metadata()["inputs"]
+    def get_input_types(self) -> list[dict]:
+        return self.service.metadata()["inputs"]
 
-        def get_output_types(self) -> list[dict]:
-            return self.service.metadata()["outputs"]
+    def get_output_types(self) -> list[dict]:
+        return self.service.metadata()["outputs"]
 
-        async def predict(self, payload: Any, headers: dict | None = None) -> Any:
-            if len(payload.inputs) != 1:
-                raise RequestError(f"send exactly one input named 'image', got {len(payload.inputs)}")
-            tensor = payload.inputs[0]
-            check_input_name(tensor.name)
-            if tensor.datatype not in ("BYTES", "UINT8"):
-                images_from_tensor(tensor.name, tensor.datatype, tensor.shape, None, None, 0)  # raises the one-line error
-            try:
-                array = tensor.as_numpy()
-            except (ValueError, TypeError):
-                raise RequestError(f"input 'image': shape {list(tensor.shape)} does not hold the data sent") from None
-            images = images_from_tensor(tensor.name, tensor.datatype, tensor.shape, array,
-                                        dict(tensor.parameters or {}), self.service.max_batch)
-            results = await self.service.infer(images)
-            wanted = [o.name for o in payload.request_outputs or []]
-            outputs = []
-            for t in requested_outputs(self.service.output_tensors(results), wanted):
-                output = InferOutput(t.name, t.shape, t.datatype)
-                output.set_data_from_numpy(t.array, binary_data=True)
-                outputs.append(output)
-            return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=outputs,
-                                 model_version=self.service.version, from_grpc=payload.from_grpc,
-                                 parameters=_grpc_parameters(self.service.response_parameters()),
-                                 use_binary_outputs=True)
-
-    return InspectionModel
+    async def predict(self, payload: Any, headers: dict | None = None) -> Any:
+        if len(payload.inputs) != 1:
+            raise RequestError(f"send exactly one input named 'image', got {len(payload.inputs)}")
+        tensor = payload.inputs[0]
+        check_input_name(tensor.name)
+        if tensor.datatype not in ("BYTES", "UINT8"):
+            images_from_tensor(tensor.name, tensor.datatype, tensor.shape, None, None, 0)  # raises the one-line error
+        try:
+            array = tensor.as_numpy()
+        except (ValueError, TypeError):
+            raise RequestError(f"input 'image': shape {list(tensor.shape)} does not hold the data sent") from None
+        images = images_from_tensor(tensor.name, tensor.datatype, tensor.shape, array,
+                                    dict(tensor.parameters or {}), self.service.max_batch)
+        results = await self.service.infer(images)
+        wanted = [o.name for o in payload.request_outputs or []]
+        outputs = []
+        for t in requested_outputs(self.service.output_tensors(results), wanted):
+            output = InferOutput(t.name, t.shape, t.datatype)
+            output.set_data_from_numpy(t.array, binary_data=True)
+            outputs.append(output)
+        return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=outputs,
+                             model_version=self.service.version, from_grpc=payload.from_grpc,
+                             parameters=_grpc_parameters(self.service.response_parameters()),
+                             use_binary_outputs=True)
 
 
 def _grpc_parameters(parameters: dict) -> dict:
@@ -180,81 +168,73 @@ def _grpc_parameters(parameters: dict) -> dict:
     return {k: repr(v) if isinstance(v, float) else v for k, v in parameters.items()}
 
 
-# ------------------------------------------------------------------------------------ REST
-def _rest_server_class() -> type:
-    from fastapi import Request, Response
-    from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
-    from kserve.protocol.rest.server import RESTServer
+class InspectionRESTServer(RESTServer):
+    """KServe's REST server bound to ``options.host``, with our infer, config, limits and errors."""
 
-    class InspectionRESTServer(RESTServer):
-        """KServe's REST server bound to ``options.host``, with our infer, config, limits and errors."""
+    def __init__(self, *args: Any, service: InspectionService, options: ServeOptions, reuse_port: bool = False,
+                 **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.service, self.options, self.reuse_port = service, options, reuse_port
+        self.config.host = options.host
 
-        def __init__(self, *args: Any, service: InspectionService, options: ServeOptions, reuse_port: bool = False,
-                     **kwargs: Any):
-            super().__init__(*args, **kwargs)
-            self.service, self.options, self.reuse_port = service, options, reuse_port
-            self.config.host = options.host
+    async def start(self) -> None:
+        self.create_application()
+        await self._server.serve(sockets=[_listening_socket(self.options.host, self.options.http_port, self.reuse_port)])
 
-        async def start(self) -> None:
-            self.create_application()
-            await self._server.serve(sockets=[_listening_socket(self.options.host, self.options.http_port, self.reuse_port)])
+    def _register_endpoints(self, app: Any) -> None:
+        # Registered first, so they win over KServe's routes of the same path.
+        app.add_api_route("/v2/models/{model_name}/infer", self.infer, methods=["POST"])
+        app.add_api_route("/v2/models/{model_name}/config", self.model_config, methods=["GET"])
+        app.add_api_route("/v2/models/{model_name}", self.model_metadata, methods=["GET"])
+        app.add_api_route("/metrics", metrics_response, methods=["GET"])
+        super()._register_endpoints(app)
 
-        def _register_endpoints(self, app: Any) -> None:
-            # Registered first, so they win over KServe's routes of the same path.
-            app.add_api_route("/v2/models/{model_name}/infer", self.infer, methods=["POST"])
-            app.add_api_route("/v2/models/{model_name}/config", self.model_config, methods=["GET"])
-            app.add_api_route("/v2/models/{model_name}", self.model_metadata, methods=["GET"])
-            app.add_api_route("/metrics", metrics_response, methods=["GET"])
-            super()._register_endpoints(app)
+    def _add_middlewares(self, app: Any) -> None:
+        # Not KServe's TimingMiddleware: it logs a line per request.
+        app.add_middleware(BodyLimit, limit=self.options.max_request_bytes)
 
-        def _add_middlewares(self, app: Any) -> None:
-            # Not KServe's TimingMiddleware: it logs a line per request.
-            app.add_middleware(BodyLimit, limit=self.options.max_request_bytes)
+    def _add_exception_handlers(self, app: Any) -> None:
+        super()._add_exception_handlers(app)
+        for exc_type, status in ((RequestError, 400), (InvalidInput, 400), (ModelNotFound, 404), (ModelNotReady, 503)):
+            app.add_exception_handler(exc_type, _client_error_handler(status))
 
-        def _add_exception_handlers(self, app: Any) -> None:
-            super()._add_exception_handlers(app)
-            for exc_type, status in ((RequestError, 400), (InvalidInput, 400), (ModelNotFound, 404), (ModelNotReady, 503)):
-                app.add_exception_handler(exc_type, _client_error_handler(status))
+    def _served(self, model_name: str) -> InspectionService:
+        if model_name != self.service.name:
+            raise RequestError(f"no model named {model_name!r}; this server has {self.service.name!r}", status=404)
+        return self.service
 
-        def _served(self, model_name: str) -> InspectionService:
-            if model_name != self.service.name:
-                raise RequestError(f"no model named {model_name!r}; this server has {self.service.name!r}", status=404)
-            return self.service
+    async def model_metadata(self, model_name: str) -> Response:
+        return _json_response(self._served(model_name).metadata())
 
-        async def model_metadata(self, model_name: str) -> Response:
-            return _json_response(self._served(model_name).metadata())
+    async def model_config(self, model_name: str) -> Response:
+        return _json_response(self._served(model_name).config())
 
-        async def model_config(self, model_name: str) -> Response:
-            return _json_response(self._served(model_name).config())
-
-        async def infer(self, request: Request, model_name: str) -> Response:
-            started, outcome = time.perf_counter(), "ok"
-            try:
-                service = self._served(model_name)
-                parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
-                if len(parsed.inputs) != 1:
-                    raise RequestError(f"send exactly one input named 'image', got {len(parsed.inputs)}")
-                tensor = parsed.inputs[0]
-                images = images_from_tensor(tensor.name, tensor.datatype, tensor.shape, tensor.array, tensor.parameters,
-                                            service.max_batch)
-                results = await service.infer(images)
-                outputs = requested_outputs(service.output_tensors(results), parsed.outputs)
-                body, json_length = encode_response(parsed, service.name, service.version, outputs,
-                                                    service.response_parameters())
-            except RequestError as exc:
-                outcome = "client_error"
-                return _error_response(str(exc), exc.status)
-            except Exception as exc:  # a server fault: logged with its traceback, answered in one line
-                outcome = "server_error"
-                logger.exception("inference failed")
-                return _error_response(f"inference failed: {type(exc).__name__}: {exc}", 500)
-            finally:
-                self.service.metrics.request("rest", outcome, time.perf_counter() - started)
-            if json_length is None:
-                return Response(body, media_type="application/json")
-            return Response(body, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(json_length)})
-
-    return InspectionRESTServer
+    async def infer(self, request: Request, model_name: str) -> Response:
+        started, outcome = time.perf_counter(), "ok"
+        try:
+            service = self._served(model_name)
+            parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
+            if len(parsed.inputs) != 1:
+                raise RequestError(f"send exactly one input named 'image', got {len(parsed.inputs)}")
+            tensor = parsed.inputs[0]
+            images = images_from_tensor(tensor.name, tensor.datatype, tensor.shape, tensor.array, tensor.parameters,
+                                        service.max_batch)
+            results = await service.infer(images)
+            outputs = requested_outputs(service.output_tensors(results), parsed.outputs)
+            body, json_length = encode_response(parsed, service.name, service.version, outputs,
+                                                service.response_parameters())
+        except RequestError as exc:
+            outcome = "client_error"
+            return _error_response(str(exc), exc.status)
+        except Exception as exc:  # a server fault: logged with its traceback, answered in one line
+            outcome = "server_error"
+            logger.exception("inference failed")
+            return _error_response(f"inference failed: {type(exc).__name__}: {exc}", 500)
+        finally:
+            self.service.metrics.request("rest", outcome, time.perf_counter() - started)
+        if json_length is None:
+            return Response(body, media_type="application/json")
+        return Response(body, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(json_length)})
 
 
 def _listening_socket(host: str, port: int, reuse_port: bool) -> Any:
@@ -280,7 +260,6 @@ async def metrics_response() -> Any:
     """Prometheus text: this process's metrics, or every worker's added up (``--workers``)."""
     import os
 
-    from fastapi import Response
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
     registry = REGISTRY
@@ -293,8 +272,6 @@ async def metrics_response() -> Any:
 
 
 def _json_response(payload: Any, status: int = 200) -> Any:
-    from fastapi import Response
-
     return Response(json.dumps(payload).encode(), status_code=status, media_type="application/json")
 
 
@@ -312,7 +289,15 @@ def _client_error_handler(status: int) -> Callable:
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes gets 413 before it is read whole."""
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 and is never stored.
+
+    A declared length over the limit is answered at once, after the body is read and dropped
+    when it is at most ``DRAIN_FACTOR`` x the limit: clients that send the whole body before
+    reading (urllib, requests) would otherwise see a broken pipe instead of the 413. Larger
+    bodies get the 413 and the connection is closed.
+    """
+
+    DRAIN_FACTOR = 4
 
     def __init__(self, app: Any, limit: int):
         self.app, self.limit = app, int(limit)
@@ -322,7 +307,11 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            return await self._refuse(send, int(length))
+            drain = int(length) <= self.DRAIN_FACTOR * self.limit
+            if drain:
+                while (await receive()).get("more_body", False):
+                    pass
+            return await self._refuse(send, int(length), close=not drain)
         received = 0
 
         async def limited_receive() -> dict:
@@ -335,108 +324,10 @@ class BodyLimit:
 
         await self.app(scope, limited_receive, send)
 
-    async def _refuse(self, send: Callable, length: int) -> None:
+    async def _refuse(self, send: Callable, length: int, close: bool) -> None:
         message = f"request body of {length} bytes is over the limit of {self.limit} bytes (--max-request-mb)"
         logger.warning("request refused (413): %s", message)
         body = json.dumps({"error": message}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers + [(b"connection", b"close")] * close})
         await send({"type": "http.response.body", "body": body})
-
-
-# ------------------------------------------------------------------------------------ gRPC
-def _grpc_server_class() -> type:
-    import grpc
-    from grpc import aio
-    from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
-    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
-    from kserve.protocol.grpc.server import GRPCServer
-    from kserve.protocol.grpc.servicer import InferenceServicer
-
-    client_errors = ((RequestError, None), (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
-                     (ModelNotFound, grpc.StatusCode.NOT_FOUND), (ModelNotReady, grpc.StatusCode.UNAVAILABLE))
-
-    class Interceptor(aio.ServerInterceptor):
-        """Maps exceptions to status codes (client errors: one log line, no traceback); counts ModelInfer."""
-
-        def __init__(self, service: InspectionService):
-            self.service = service
-
-        async def intercept_service(self, continuation: Callable, details: Any) -> Any:
-            handler = await continuation(details)
-            if handler is None or handler.unary_unary is None:
-                return handler
-            counted = details.method.endswith("/ModelInfer")
-            inner = handler.unary_unary
-
-            async def guarded(request: Any, context: Any) -> Any:
-                started, outcome = time.perf_counter(), "ok"
-                try:
-                    return await inner(request, context)
-                except Exception as exc:
-                    outcome, code, message = _grpc_status(exc, client_errors)
-                    if outcome == "server_error":
-                        logger.exception("gRPC %s failed", details.method)
-                    else:
-                        logger.warning("request refused (%s): %s", code.name, message)
-                    await context.abort(code, message)
-                finally:
-                    if counted:
-                        self.service.metrics.request("grpc", outcome, time.perf_counter() - started)
-
-            return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=handler.request_deserializer,
-                                                       response_serializer=handler.response_serializer)
-
-    class Servicer(InferenceServicer):
-        """KServe's servicer; metadata with our versions and platform (KServe sends neither)."""
-
-        def __init__(self, *args: Any, service: InspectionService):
-            super().__init__(*args)
-            self.service = service
-
-        async def ModelMetadata(self, request: Any, context: Any) -> Any:
-            if request.name != self.service.name:
-                raise RequestError(f"no model named {request.name!r}; this server has {self.service.name!r}", status=404)
-            return pb.ModelMetadataResponse(**self.service.metadata())
-
-    class InspectionGRPCServer(GRPCServer):
-        """KServe's gRPC server on ``options.host``, with our interceptor and message limit."""
-
-        def __init__(self, *args: Any, service: InspectionService, options: ServeOptions, reuse_port: bool = False,
-                     **kwargs: Any):
-            super().__init__(*args, **kwargs)
-            self.service, self.options, self.reuse_port = service, options, reuse_port
-
-        async def start(self, max_workers: int) -> None:
-            limit = self.options.max_request_bytes
-            self._server = aio.server(
-                futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=(Interceptor(self.service),),
-                options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", 256 * 1024 * 1024),
-                         # gRPC shares ports by default on Linux: only workers may, never a second server.
-                         ("grpc.so_reuseport", int(self.reuse_port))],
-            )
-            grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-                Servicer(self._data_plane, self._model_repository_extension, service=self.service), self._server)
-            host = self.options.host
-            address = f"[{host}]:{self._port}" if ":" in host else f"{host}:{self._port}"
-            if self._server.add_insecure_port(address) == 0:
-                raise OSError(f"cannot listen on {address} (gRPC)")
-            await self._server.start()
-            await self._server.wait_for_termination()
-
-    return InspectionGRPCServer
-
-
-def _grpc_status(exc: Exception, client_errors: tuple) -> tuple[str, Any, str]:
-    import grpc
-
-    for exc_type, code in client_errors:
-        if isinstance(exc, exc_type):
-            if isinstance(exc, RequestError):
-                code = grpc.StatusCode.NOT_FOUND if exc.status == 404 else (
-                    grpc.StatusCode.RESOURCE_EXHAUSTED if exc.status == 413 else grpc.StatusCode.INVALID_ARGUMENT)
-            message = getattr(exc, "reason", None) or str(exc)
-            return "client_error", code, message.splitlines()[0] if message else type(exc).__name__
-    return "server_error", grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}".splitlines()[0]

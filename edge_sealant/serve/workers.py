@@ -61,13 +61,13 @@ def serve_workers(options: ServeOptions, on_ready: Callable[[dict], None] | None
 def _worker(options: ServeOptions, metrics_dir: str) -> None:
     """One worker process: the single-process server, sharing the ports."""
     os.environ[METRICS_DIR_ENV] = metrics_dir  # before prometheus_client is imported
-    from edge_sealant.serve.server import import_kserve, run_server
+    from edge_sealant.serve import server_module
     from edge_sealant.serve.service import InspectionService
 
+    server = server_module()
     threads = max(1, (os.cpu_count() or 1) // options.workers)
-    import_kserve()
     service = InspectionService.load(options, threads=threads)
-    run_server(service, replace(options, workers=1), reuse_port=True)
+    server.run_server(service, replace(options, workers=1), reuse_port=True)
 
 
 def _announce_when_ready(options: ServeOptions, workers: list, on_ready: Callable[[dict], None] | None) -> None:

@@ -371,6 +371,17 @@ def test_serve_cli_errors_are_one_line(tmp_path):
     assert result.exit_code == 1 and "both 8080" in result.output
 
 
+def test_without_the_serve_extra_the_error_is_one_line(heatmap_model, tmp_path):
+    blocker = tmp_path / "no_kserve"
+    blocker.mkdir()
+    (blocker / "kserve.py").write_text("raise ModuleNotFoundError(\"No module named 'kserve'\", name='kserve')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "edge_sealant", "serve", str(heatmap_model)], capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert result.returncode == 1 and "pip install 'edge-sealant[serve]'" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+
+
 def test_serve_package_does_not_import_kserve_until_a_server_starts():
     code = "import sys, edge_sealant.serve, edge_sealant.serve.service, edge_sealant.cli; print('kserve' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edge_sealant import __version__
 from edge_sealant.errors import EdgeSealantError
@@ -34,7 +35,7 @@ class _App(typer.Typer):
                 try:
                     return fn(*f_args, **f_kwargs)
                 except EdgeSealantError as exc:
-                    err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+                    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
                     raise typer.Exit(1) from None
                 except KeyboardInterrupt:
                     err_console.print("interrupted")

@@ -16,7 +16,7 @@ from edge_sealant.data.types import Sample
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages, load_images
 from edge_sealant.metrics import binary_metrics, operating_point_warnings, recall_per_class, threshold_choice, with_intervals
-from edge_sealant.runtime.protocol import Backend
+from edge_sealant.runtime.protocol import Backend, Outputs
 
 
 def score(backend: Backend, samples: Sequence[Sample], batch_size: int = 32) -> tuple[LoadedImages, np.ndarray]:
@@ -29,6 +29,15 @@ def score_images(backend: Backend, images: np.ndarray, batch_size: int = 32) -> 
     """Defect probabilities (float64) of already preprocessed uint8 ``images``, in batches."""
     scores = [backend.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
     return np.concatenate(scores).astype(np.float64) if scores else np.zeros(0)
+
+
+def infer_images(backend: Backend, images: np.ndarray, batch_size: int = 32) -> Outputs:
+    """:func:`score_images` keeping a heatmap model's heatmaps (N x rows x columns)."""
+    outputs = [backend.infer(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    if not outputs:
+        return Outputs(np.zeros(0), None)
+    heatmaps = None if outputs[0].heatmap is None else np.concatenate([o.heatmap for o in outputs])
+    return Outputs(np.concatenate([o.probability for o in outputs]).astype(np.float64), heatmaps)
 
 
 def selection_splits(card: ModelCard) -> list[str]:

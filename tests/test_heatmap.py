@@ -187,6 +187,10 @@ def test_export_has_two_outputs_that_match_torch(exported_box_run, box_data):
 def test_int8_keeps_both_outputs_and_the_heatmap_in_float(exported_box_run, box_data):
     result = runner.invoke(app, ["quantize", str(exported_box_run), str(box_data), "--subset-size", "16", "--json"])
     assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for row in report["metrics"].values():  # INT8's heatmap peak vs FP32's, on the defect images
+        peaks = row["heatmap_peaks"]
+        assert peaks["n"] == row["n_defect"] and 0.0 <= peaks["same_cell"] <= peaks["within_one_cell"] <= 1.0
     manifest = json.loads((exported_box_run / "openvino" / "int8" / "calibration.json").read_text())
     ignored = manifest["quantization"]["ignored_scope"] if "quantization" in manifest else json.dumps(manifest)
     assert "heatmap_head" in json.dumps(ignored)
@@ -195,6 +199,25 @@ def test_int8_keeps_both_outputs_and_the_heatmap_in_float(exported_box_run, box_
     inspector = Inspector.load(exported_box_run / "openvino" / "int8" / "model.xml")
     result = inspector.inspect(np.full((130, 70, 3), 90, np.uint8))
     assert result.heatmap.shape == (4, 2) and 0.0 <= result.probability <= 1.0
+
+
+def test_peak_agreement_counts_same_and_neighbouring_cells():
+    from edge_sealant.quantize.scoring import peak_agreement
+
+    fp32 = np.zeros((4, 3, 3), np.float32)
+    int8 = np.zeros((4, 3, 3), np.float32)
+    fp32[:, 1, 1] = 1.0
+    int8[0, 1, 1] = int8[1, 1, 1] = 1.0  # same cell twice
+    int8[2, 2, 2] = 1.0  # a diagonal neighbour
+    int8[3, 0, 0] = 0.5  # also a neighbour of (1, 1)...
+    fp32[3] = 0.0
+    fp32[3, 2, 2] = 1.0  # ...but this image's FP32 peak is at (2, 2): two cells away
+    result = peak_agreement(fp32, int8)
+    assert result["n"] == 4 and result["same_cell"] == 0.5 and result["within_one_cell"] == 0.75 and result["met"] is False
+    assert result["on_fp32_plateau"] == 0.5
+    fp32[2, 2, 2] = 0.97  # a near-tie in FP32: INT8 picking that cell is on the plateau
+    assert peak_agreement(fp32, int8)["on_fp32_plateau"] == 0.75
+    assert peak_agreement(fp32[:0], int8[:0])["same_cell"] is None
 
 
 def test_predict_overlay_and_regions(exported_box_run, tmp_path):

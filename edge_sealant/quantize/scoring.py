@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 VERIFY_IMAGES = 8  # per split: the published copy must reproduce the draft's INT8 scores on these
+PEAK_AGREEMENT_TARGET = 0.95  # issue #10: INT8 keeps the heatmap's peak cell on >= 95% of defect images
+PLATEAU = 0.05  # FP32 cells this close to FP32's maximum count as its peak too (saturated defect areas)
 
 
 @dataclass
@@ -23,7 +25,7 @@ class Scored:
 
 def score_fp32_vs_int8(source: Path, draft: Path, eval_sets: dict[str, Any], threshold: float) -> Scored:
     """Metrics with intervals of both models at ``threshold``, on every loaded split."""
-    from edge_sealant.evaluate import score_images
+    from edge_sealant.evaluate import infer_images
     from edge_sealant.metrics import binary_metrics, with_intervals
     from edge_sealant.runtime.backends import open_backend
 
@@ -31,14 +33,39 @@ def score_fp32_vs_int8(source: Path, draft: Path, eval_sets: dict[str, Any], thr
     fp32_backend, int8_backend = open_backend(source), open_backend(draft)
     scored = Scored(precision_hint=getattr(fp32_backend, "inference_precision", "f32"))
     for name, loaded in eval_sets.items():
-        fp32_scores = score_images(fp32_backend, loaded.images)
-        int8_scores = score_images(int8_backend, loaded.images)
+        fp32_out, int8_out = infer_images(fp32_backend, loaded.images), infer_images(int8_backend, loaded.images)
+        fp32_scores, int8_scores = fp32_out.probability, int8_out.probability
         fp32 = with_intervals(binary_metrics(loaded.labels, fp32_scores, threshold), loaded.labels, fp32_scores)
         int8 = with_intervals(binary_metrics(loaded.labels, int8_scores, threshold), loaded.labels, int8_scores)
         scored.comparison[name] = compare_metrics(fp32, int8)
+        if fp32_out.heatmap is not None and int8_out.heatmap is not None:
+            defects = np.asarray(loaded.labels) == 1
+            scored.comparison[name]["heatmap_peaks"] = peak_agreement(fp32_out.heatmap[defects], int8_out.heatmap[defects])
         scored.int8[name] = int8
         scored.checks[name] = (loaded.images[:VERIFY_IMAGES], int8_scores[:VERIFY_IMAGES])
     return scored
+
+
+def peak_agreement(fp32: np.ndarray, int8: np.ndarray) -> dict[str, Any]:
+    """How often INT8 puts the heatmap's peak in the same cell as FP32 (defect images).
+
+    ``same_cell``: the very cell (the issue's target, >= 0.95); ``within_one_cell``: at most one
+    cell away in each direction; ``on_fp32_plateau``: INT8's peak cell is within ``PLATEAU`` of
+    FP32's maximum in the FP32 heatmap. A defect larger than a cell saturates several cells
+    almost equally, and which of them is the maximum is then a coin toss for any rounding.
+    """
+    n = len(fp32)
+    if n == 0:
+        return {"n": 0, "same_cell": None, "within_one_cell": None, "on_fp32_plateau": None,
+                "target": PEAK_AGREEMENT_TARGET, "met": None}
+    columns = fp32.shape[-1]
+    flat32, flat8 = fp32.reshape(n, -1), int8.reshape(n, -1)
+    a, b = np.argmax(flat32, axis=1), np.argmax(flat8, axis=1)
+    distance = np.maximum(np.abs(a // columns - b // columns), np.abs(a % columns - b % columns))
+    plateau = flat32[np.arange(n), b] >= flat32.max(axis=1) - PLATEAU
+    same = float(np.mean(distance == 0))
+    return {"n": n, "same_cell": same, "within_one_cell": float(np.mean(distance <= 1)),
+            "on_fp32_plateau": float(np.mean(plateau)), "target": PEAK_AGREEMENT_TARGET, "met": same >= PEAK_AGREEMENT_TARGET}
 
 
 def compare_metrics(fp32: dict[str, Any], int8: dict[str, Any]) -> dict[str, Any]:

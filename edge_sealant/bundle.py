@@ -146,7 +146,9 @@ which wins over the embedded value (Inspector reports threshold_source = "sideca
 OpenVINO Model Server: ovms/ is a model repository,
   docker run -v $PWD/ovms:/models -p 9000:9000 openvino/model_server:latest --config_path /models/config.json --port 9000
 Input "images": uint8 N x {height} x {width} x 3 ({channel_order}), already resized ({resize_mode});
-output "defect_probability": N x 1. Apply the threshold yourself.
+output "defect_probability": N x 1{heatmap_line}. Apply the threshold yourself.
+Or serve the bundle itself over the same protocol, decoding JPEGs and applying the threshold:
+  pip install "edge-sealant[serve]" && edge-sealant serve THIS.zip --host 0.0.0.0
 """
 
 
@@ -207,9 +209,17 @@ def _write_bundle(zf: zipfile.ZipFile, models: dict[tuple[str, str], Path], card
     card = next(iter(cards.values()))  # the best model's
     zf.writestr("README.txt", README.format(
         model=card.model, height=card.height, width=card.width, channel_order=card.channel_order,
-        resize_mode=card.resize_mode, threshold=card.threshold, version=__version__,
+        resize_mode=card.resize_mode, threshold=card.threshold, version=__version__, heatmap_line=_heatmap_line(card),
         best=entries[0], model_lines="\n".join(lines),
     ))
+
+
+def _heatmap_line(card: ModelCard) -> str:
+    """The OVMS README's mention of the second output, for heatmap models."""
+    if not card.has_heatmap:
+        return ""
+    rows, columns = card.heatmap_size
+    return f'; "defect_heatmap": N x 1 x {rows} x {columns} (one cell per {card.heatmap_stride} input pixels)'
 
 
 def _write_model(zf: zipfile.ZipFile, path: Path, folder: str) -> None:

@@ -270,3 +270,15 @@ def test_image_level_classes_keep_the_label_and_drop_the_mask(box_data):
             assert after.has_geometry
     with pytest.raises(EdgeSealantError, match="not a class"):
         with_image_level_classes(dataset, ["no-such-class"])
+
+
+def test_bundle_readme_names_the_heatmap_output(exported_box_run, tmp_path):
+    import zipfile
+
+    from edge_sealant.bundle import build_bundle
+    from edge_sealant.card import ModelCard
+
+    rows, columns = ModelCard.load(exported_box_run).heatmap_size
+    with zipfile.ZipFile(build_bundle(exported_box_run, tmp_path / "deploy.zip")) as zf:
+        readme = zf.read("README.txt").decode()
+    assert f'"defect_heatmap": N x 1 x {rows} x {columns}' in readme and "edge-sealant serve" in readme

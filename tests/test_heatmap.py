@@ -240,6 +240,27 @@ def test_predict_overlay_and_regions(exported_box_run, tmp_path):
     assert picture.shape[1] == 90 and picture.shape[0] > 260  # source size plus the title bar
 
 
+def test_video_overlays_one_picture_per_flagged_frame(exported_box_run, tmp_path):
+    model = exported_box_run / "openvino" / "fp32" / "model.xml"
+    video = tmp_path / "line.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 256))
+    assert writer.isOpened()
+    for k in range(4):
+        frame = np.full((256, 96, 3), 60, np.uint8)
+        cv2.circle(frame, (48, 60 + 40 * k), 12, (250, 250, 250), -1)
+        writer.write(frame)
+    writer.release()
+    overlays = tmp_path / "overlays"
+    result = runner.invoke(app, ["predict", str(model), str(video), "--overlay", str(overlays), "--threshold", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert [r["path"] for r in rows] == [f"{video}#frame={k}" for k in range(4)] and not any(r["error"] for r in rows)
+    pictures = sorted(p.name for p in overlays.glob("*.jpg"))
+    assert pictures == [f"line_frame{k}.jpg" for k in range(4)]  # the frame itself, drawn: not the video file
+    picture = cv2.imread(str(overlays / "line_frame2.jpg"))
+    assert picture.shape[1] == 96 and picture.shape[0] > 256
+
+
 def test_image_only_model_refuses_overlay(tmp_path):
     from deploy_fixtures import make_run
 

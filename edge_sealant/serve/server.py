@@ -91,7 +91,7 @@ async def _serve(rest: Any, grpc_server: Any, options: ServeOptions, service: In
     ready = asyncio.create_task(_announce(rest, options, service, on_ready))
     try:
         # REST returns once uvicorn has drained after a signal; gRPC only returns if it failed.
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         ready.cancel()
         rest._server.should_exit = True
         if grpc_server is not None:
@@ -117,7 +117,6 @@ async def _announce(rest: Any, options: ServeOptions, service: InspectionService
         on_ready(facts)
 
 
-# --------------------------------------------------------------------------- kserve model
 # --------------------------------------------------------------------------- kserve model
 class InspectionModel(kserve.Model):
     """``kserve.Model`` for our service: the gRPC infer path (REST infer is ours, see InspectionRESTServer)."""

@@ -60,8 +60,22 @@ def _metrics(run: Path, split: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+# Option -> flag where the name differs; options without a flag (stop_after, time_limit_action,
+# extra) are not part of a reproducible call and are left out.
+_FLAGS = {"time_limit_min": "--time-limit", "max_group_size": "--max-group", "resize_mode": "--resize"}
+_NO_FLAG = {"data", "out", "model", "imgsz", "epochs", "pretrained", "extra", "stop_after", "time_limit_action"}
+
+
 def command_from_options(options: dict[str, Any]) -> str:
-    """The ``edge-sealant train`` call equivalent to a run's recorded options."""
+    """The ``edge-sealant train`` call equivalent to a run's recorded options.
+
+    Model, input, epochs and weights always; every other option only where it differs from
+    ``TrainOptions``' default (seed, EMA, supervision...), so the call reproduces the run.
+    """
+    from dataclasses import MISSING, fields
+
+    from edge_sealant.train.options import TrainOptions
+
     if not options:
         return ""
     size = options.get("imgsz")
@@ -69,14 +83,16 @@ def command_from_options(options: dict[str, Any]) -> str:
     if size:
         parts += ["--imgsz", f"{size[0]}x{size[1]}"]
     parts += ["--epochs", str(options["epochs"]), "--pretrained", str(options["pretrained"])]
-    if options.get("time_limit_min"):
-        parts += ["--time-limit", f"{options['time_limit_min']:g}"]
-    if options.get("device") not in (None, "auto"):
-        parts += ["--device", options["device"]]
-    if options.get("folds"):
-        parts += ["--folds", str(options["folds"])]
-    if options.get("supervision") not in (None, "auto"):
-        parts += ["--supervision", options["supervision"]]
+    for spec in fields(TrainOptions):
+        value = options.get(spec.name)
+        default = spec.default if spec.default is not MISSING else None
+        if spec.name in _NO_FLAG or value is None or value == default:
+            continue
+        flag = _FLAGS.get(spec.name, "--" + spec.name.replace("_", "-"))
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + flag[2:])
+        else:
+            parts += [flag, ",".join(map(str, value)) if isinstance(value, list) else f"{value:g}" if isinstance(value, float) else str(value)]
     return shlex.join(parts + ["--out", "runs/" + Path(options["out"]).name])
 
 

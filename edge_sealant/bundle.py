@@ -161,7 +161,8 @@ def check_bundle_target(out: str | Path) -> Path:
     return out
 
 
-def _model_dir(backend: str, precision: str) -> str:
+def model_folder(backend: str, precision: str) -> str:
+    """Where a model of ``backend`` and ``precision`` lives in the zip: ``models/openvino-int8``..."""
     return f"models/{BACKEND_FOLDER[backend]}-{precision}"
 
 
@@ -191,7 +192,7 @@ def build_bundle(run: str | Path, out: str | Path) -> Path:
 
 def _write_bundle(zf: zipfile.ZipFile, models: dict[tuple[str, str], Path], cards: dict[tuple[str, str], ModelCard]) -> None:
     """Runtime, example, models (best first), OVMS repository and README into ``zf``."""
-    entries = [f"{_model_dir(*key)}/{path.name}" for key, path in models.items()]
+    entries = [f"{model_folder(*key)}/{path.name}" for key, path in models.items()]
     for rel in RUNTIME_FILES:
         zf.write(PACKAGE_DIR / rel, f"edge_sealant/{rel}")
     zf.writestr("requirements.txt", REQUIREMENTS.format(version=__version__))
@@ -199,7 +200,7 @@ def _write_bundle(zf: zipfile.ZipFile, models: dict[tuple[str, str], Path], card
     ovms_models = []
     lines = []
     for key, path in models.items():
-        folder = _model_dir(*key)
+        folder = model_folder(*key)
         _write_model(zf, path, folder)
         lines.append(f"  {folder}/{path.name}  ({key[0]} {key[1]}, threshold {cards[key].threshold})")
         if key[0] == "openvino":

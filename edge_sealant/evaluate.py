@@ -27,12 +27,11 @@ def score(backend: Backend, samples: Sequence[Sample], batch_size: int = 32) -> 
 
 def score_images(backend: Backend, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Defect probabilities (float64) of already preprocessed uint8 ``images``, in batches."""
-    scores = [backend.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    return np.concatenate(scores).astype(np.float64) if scores else np.zeros(0)
+    return infer_images(backend, images, batch_size).probability
 
 
 def infer_images(backend: Backend, images: np.ndarray, batch_size: int = 32) -> Outputs:
-    """:func:`score_images` keeping a heatmap model's heatmaps (N x rows x columns)."""
+    """Probabilities (float64) and a heatmap model's heatmaps (N x rows x columns), in batches."""
     outputs = [backend.infer(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
     if not outputs:
         return Outputs(np.zeros(0), None)

@@ -209,14 +209,16 @@ def unpack_bundle_model(bundle: Path) -> Path:
 
 
 def _best_bundle_model(zf: zipfile.ZipFile, bundle: Path) -> tuple[str, list[str]]:
-    """The ``models/<backend>-<precision>/`` folder to serve, best first, and its files."""
+    """The ``models/<backend>-<precision>`` folder to serve, best first, and its files."""
+    from edge_sealant.bundle import model_folder
+
     folders: dict[str, list[str]] = {}
     for name in zf.namelist():
         parts = name.split("/")
         if len(parts) == 3 and parts[0] == "models" and parts[2]:
-            folders.setdefault(parts[1], []).append(name)
-    order = [f"{'onnx' if backend == 'onnxruntime' else backend}-{precision}" for backend, precision in ARTIFACT_PREFERENCE]
-    for folder in order:
+            folders.setdefault(f"models/{parts[1]}", []).append(name)
+    for backend, precision in ARTIFACT_PREFERENCE:
+        folder = model_folder(backend, precision)
         if folder in folders:
-            return f"models/{folder}", folders[folder]
+            return folder, folders[folder]
     raise EdgeSealantError(f"{bundle}: no models/ folder of a known kind (is it an 'export --bundle' zip?)")

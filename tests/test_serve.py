@@ -339,8 +339,9 @@ def test_workers_share_the_ports_and_add_up_metrics(heatmap_model, jpegs, tmp_pa
 
     server = Server(heatmap_model, tmp_path / "server.log", "--workers", "2")
     try:
-        workers = [c for c in psutil.Process(server.proc.pid).children() if "resource_tracker" not in " ".join(c.cmdline())]
-        assert len(workers) == 2
+        children = psutil.Process(server.proc.pid).children()
+        workers = [c for c in children if "spawn_main" in " ".join(_cmdline(c))]  # not the resource tracker
+        assert len(workers) == 2, [_cmdline(c) for c in children]
         grpc = grpcclient.InferenceServerClient(server.grpc)
         for _ in range(6):
             assert grpc.infer(NAME, [bytes_input(grpcclient, jpegs[:1])]).as_numpy("probability").shape == (1,)
@@ -355,6 +356,15 @@ def test_workers_share_the_ports_and_add_up_metrics(heatmap_model, jpegs, tmp_pa
         code = server.stop()
     assert code == 0, server.log.read_text()
     assert not any(w.is_running() for w in workers)
+
+
+def _cmdline(process) -> list[str]:
+    import psutil
+
+    try:
+        return process.cmdline()
+    except psutil.Error:  # gone already
+        return []
 
 
 def test_a_port_in_use_is_a_one_line_error(server, heatmap_model):

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in runs.values():
             prepare(run, data / "data.yaml")
         payload.update(measure(runs, frames, args.iterations, threads))
-    stem = f"{payload['date']}_{bench.cpu_slug(payload['cpu']['cpu'])}_heatmap_cost"
+    stem = bench.result_stem(payload["date"], payload["cpu"]["cpu"], "heatmap_cost")
     bench.write_result_files(args.results, stem, payload, markdown(payload))
     print(markdown(payload))
     return 0

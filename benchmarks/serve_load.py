@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         payload.update(measure(model, frames, args, Path(scratch) / "server.log"))
     payload["verdicts"] = verdicts(payload)
-    stem = f"{payload['date']}_{bench.cpu_slug(payload['cpu']['cpu'])}_serve_load"
+    stem = bench.result_stem(payload["date"], payload["cpu"]["cpu"], "serve_load")
     bench.write_result_files(args.results, stem, payload, markdown(payload))
     print(markdown(payload))
     return 0

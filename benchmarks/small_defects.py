@@ -27,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, cpu_slug, write_result_files  # noqa: E402
+from edge_sealant.bench import cpu_info, result_stem, write_result_files  # noqa: E402
 from edge_sealant.metrics import bootstrap_intervals, clopper_pearson  # noqa: E402
 
 FALSE_ALARM_BUDGET = 0.05
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = cpu_info()
     payload = {"date": date.today().isoformat(), "data": str(args.data), "cpu": cpu,
                "runs": [evaluate(args.image_run, args.data), evaluate(args.boxes_run, args.data)]}
-    stem = f"{payload['date']}_{cpu_slug(cpu['cpu'])}_small-defects"
+    stem = result_stem(payload["date"], cpu["cpu"], "small-defects")
     write_result_files(args.results, stem, payload, markdown(payload))
     print(markdown(payload))
     return 0

@@ -36,6 +36,7 @@ from edge_sealant.bench.report import (
     to_json,
     to_markdown,
     write_outputs,
+    result_stem,
     write_result_files,
 )
 from edge_sealant.bench.system import ISA_FLAGS, cpu_info, cpu_slug, openvino_capabilities, physical_cores, system_header
@@ -95,5 +96,6 @@ __all__ = [
     "to_json",
     "to_markdown",
     "write_outputs",
+    "result_stem",
     "write_result_files",
 ]

@@ -159,6 +159,13 @@ def default_out_dir(run: Path, json_path: Optional[Path]) -> Path:
     return json_path.parent if json_path else Path(run) / "bench"
 
 
+def result_stem(date: str, cpu: str, name: str) -> str:
+    """``<date>_<cpu slug>_<name>``: how every results file is named, so runs on different CPUs never collide."""
+    from edge_sealant.bench.system import cpu_slug
+
+    return f"{date}_{cpu_slug(cpu)}_{name}"
+
+
 def write_result_files(folder: Path, stem: str, payload: dict[str, Any], markdown_text: str) -> tuple[Path, Path]:
     """``folder/stem.json`` (the payload) and ``folder/stem.md`` (its report), atomically:
     the pair every benchmark script leaves in ``benchmarks/results``."""

@@ -143,7 +143,7 @@ def main() -> None:
     rows = [summarize(run) for run in args.runs]
     cpu = cpu_info()
     isa = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in cpu.get("isa", {}).items())
-    machine = f"Trained on: {cpu.get('cpu', '?')} ({isa}). Intervals: 95%, stratified bootstrap (AUROC), Clopper-Pearson (rates).\n\n"
+    machine = f"Trained on: {cpu.get('cpu', '?')} ({isa}). Intervals: 95%, as each run's evaluation wrote them (`ci` in its metrics: since 2026-11-28 a bootstrap of groups of images of one part for AUROC, Clopper-Pearson widened to it for rates; before, a bootstrap of images).\n\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"cpu": cpu, "runs": rows}, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(f"# {args.title}\n\n" + machine + markdown(rows))

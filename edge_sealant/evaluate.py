@@ -53,11 +53,27 @@ def split_role(card: ModelCard, split: str) -> str:
     return "selection" if split in selection_splits(card) else "held-out"
 
 
+def card_group_by(card: ModelCard) -> str | None:
+    """The ``--group-by`` key the run was trained with (or split its data with), if any."""
+    options = card.train.get("options") or {}
+    return options.get("group_by") or (card.data_summary.get("split_settings") or {}).get("group_by")
+
+
+def part_groups(samples: Sequence[Sample], group_by: str | None = None) -> list[int]:
+    """A group id per sample: images of one part (exact or near duplicates, e.g. exposures of
+    one tile, or one ``group_by`` key) share it, so intervals resample parts, not photographs."""
+    from edge_sealant.data.groups import find_groups
+
+    return find_groups(samples, group_by=group_by).group_of
+
+
 def report(loaded: LoadedImages, scores: np.ndarray, card: ModelCard, root: Path | None = None) -> dict[str, Any]:
-    """All metrics at the card's threshold with 95% intervals, per-class recall and the misclassified files."""
+    """All metrics at the card's threshold with 95% intervals (resampling parts, see
+    :func:`part_groups`), per-class recall and the misclassified files."""
     labels = loaded.labels
     threshold = card.threshold
-    metrics = with_intervals(binary_metrics(labels, scores, threshold), labels, scores)
+    groups = part_groups(loaded.samples, card_group_by(card))
+    metrics = with_intervals(binary_metrics(labels, scores, threshold), labels, scores, groups=groups)
     classes = [s.defect_classes for s in loaded.samples]
     predicted = scores >= threshold
 
@@ -79,8 +95,11 @@ def report(loaded: LoadedImages, scores: np.ndarray, card: ModelCard, root: Path
     return metrics
 
 
-def leak_free_metrics(dataset: Any, split: str, loaded: LoadedImages, scores: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Metrics on the images of ``split`` that have no exact or near duplicate in other splits."""
+def leak_free_metrics(
+    dataset: Any, split: str, loaded: LoadedImages, scores: np.ndarray, threshold: float, groups: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """Metrics on the images of ``split`` that have no exact or near duplicate in other splits
+    (intervals resampling ``groups`` when given)."""
     from edge_sealant.data.audit import duplicated_elsewhere
 
     leaked = duplicated_elsewhere(dataset, split)
@@ -88,7 +107,8 @@ def leak_free_metrics(dataset: Any, split: str, loaded: LoadedImages, scores: np
     out: dict[str, Any] = {"excluded": int((~keep).sum()), "kept": int(keep.sum())}
     labels = loaded.labels[keep]
     if keep.any() and labels.min() != labels.max():
-        subset = with_intervals(binary_metrics(labels, scores[keep], threshold), labels, scores[keep])
+        kept_groups = None if groups is None else np.asarray(groups)[keep]
+        subset = with_intervals(binary_metrics(labels, scores[keep], threshold), labels, scores[keep], groups=kept_groups)
         keys = ("auroc", "auroc_ci", "average_precision", "accuracy", "balanced_accuracy", "recall", "recall_ci", "fpr", "fpr_ci", "n_defect", "n_normal")
         out.update({k: subset[k] for k in keys})
     return out
@@ -171,7 +191,8 @@ def evaluate_run(
         metrics["operating_point"] = operating_point
         metrics["warnings"] = operating_point_warnings(operating_point, "val") + metrics["warnings"]
     if leak_check:
-        metrics["leak_free"] = leak_free_metrics(dataset, split, loaded, scores, card.threshold)
+        groups = part_groups(loaded.samples, card_group_by(card))  # cached fingerprints: cheap the second time
+        metrics["leak_free"] = leak_free_metrics(dataset, split, loaded, scores, card.threshold, groups)
     out_dir = Path(out) if out else (run / "eval" / split if run else Path(model).parent / "eval" / split)
     metrics["plots"] = write_plots(loaded, scores, metrics, card, out_dir)
     atomic_write_text(out_dir / "metrics.json", _dumps(metrics))

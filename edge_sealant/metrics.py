@@ -210,7 +210,8 @@ def _bootstrap_auroc(pos: np.ndarray, neg: np.ndarray, c_pos: np.ndarray, c_neg:
     below = cum[:, np.searchsorted(neg_sorted, pos, side="left")]
     up_to = cum[:, np.searchsorted(neg_sorted, pos, side="right")]
     wins = below + 0.5 * (up_to - below)
-    return (c_pos * wins).sum(axis=1) / (len(pos) * len(neg))
+    # grouped resamples change the class counts, so divide by each resample's own pair count
+    return (c_pos * wins).sum(axis=1) / (c_pos.sum(axis=1) * c_neg.sum(axis=1))
 
 
 def _bootstrap_ap(scores: np.ndarray, labels: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray) -> np.ndarray:
@@ -229,47 +230,110 @@ def _bootstrap_ap(scores: np.ndarray, labels: np.ndarray, c_pos: np.ndarray, c_n
 
 
 def bootstrap_intervals(
-    labels: Sequence[int], scores: Sequence[float], resamples: int = CI_RESAMPLES, seed: int = 0, level: float = CI_LEVEL
+    labels: Sequence[int],
+    scores: Sequence[float],
+    resamples: int = CI_RESAMPLES,
+    seed: int = 0,
+    level: float = CI_LEVEL,
+    groups: Sequence[int] | None = None,
+    threshold: float | None = None,
 ) -> dict[str, list[float] | None]:
-    """Stratified bootstrap percentile intervals of AUROC and average precision.
+    """Stratified bootstrap percentile intervals of AUROC and average precision (and, with
+    ``threshold``, of recall and false-alarm rate).
 
-    Defects and normal images are resampled separately (the class counts stay fixed, as in
-    the split being measured). Seeded: the same scores give the same interval.
+    Without ``groups`` images are resampled, defects and normal images separately (the class
+    counts stay fixed, as in the split being measured). With ``groups`` (a group id per image:
+    the same part photographed again, duplicates) whole groups are resampled, those holding a
+    defect and the clean ones separately: images of one part are not independent evidence, and
+    treating six exposures of one tile as six tiles makes an interval about sqrt(6) too narrow.
+    Seeded: the same scores give the same interval.
     """
     labels = np.asarray(labels, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
     pos, neg = scores[labels == 1], scores[labels == 0]
     if not len(pos) or not len(neg):
-        return {"auroc": None, "average_precision": None}
+        return {"auroc": None, "average_precision": None, "recall": None, "fpr": None}
+    draw = _image_draws(labels) if groups is None else _group_draws(labels, np.asarray(groups))
     rng = np.random.default_rng(seed)
-    aurocs, aps = [], []
+    figures: dict[str, list[np.ndarray]] = {"auroc": [], "average_precision": [], "recall": [], "fpr": []}
     chunk = max(1, min(resamples, 4_000_000 // len(scores)))  # bounded memory on large splits
     for start in range(0, resamples, chunk):
-        size = min(chunk, resamples - start)
-        c_pos, c_neg = _resample_counts(rng, len(pos), size), _resample_counts(rng, len(neg), size)
-        aurocs.append(_bootstrap_auroc(pos, neg, c_pos, c_neg))
-        aps.append(_bootstrap_ap(scores, labels, c_pos, c_neg))
+        weights = draw(rng, min(chunk, resamples - start))
+        c_pos, c_neg = weights[:, labels == 1], weights[:, labels == 0]
+        figures["auroc"].append(_bootstrap_auroc(pos, neg, c_pos, c_neg))
+        figures["average_precision"].append(_bootstrap_ap(scores, labels, c_pos, c_neg))
+        if threshold is not None:
+            figures["recall"].append((c_pos * (pos >= threshold)).sum(axis=1) / c_pos.sum(axis=1))
+            figures["fpr"].append((c_neg * (neg >= threshold)).sum(axis=1) / c_neg.sum(axis=1))
     tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
-    return {
-        "auroc": [float(v) for v in np.percentile(np.concatenate(aurocs), tails)],
-        "average_precision": [float(v) for v in np.percentile(np.concatenate(aps), tails)],
-    }
+    return {k: [float(v) for v in np.percentile(np.concatenate(runs), tails)] if runs else None for k, runs in figures.items()}
 
 
-def with_intervals(metrics: dict[str, Any], labels: Sequence[int], scores: Sequence[float], seed: int = 0) -> dict[str, Any]:
+def _image_draws(labels: np.ndarray):
+    """Resample images, each class separately: how often each image is drawn, per resample."""
+    n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
+
+    def draw(rng: np.random.Generator, size: int) -> np.ndarray:
+        weights = np.zeros((size, len(labels)))
+        weights[:, labels == 1] = _resample_counts(rng, n_pos, size)
+        weights[:, labels == 0] = _resample_counts(rng, n_neg, size)
+        return weights
+
+    return draw
+
+
+def _group_draws(labels: np.ndarray, groups: np.ndarray):
+    """Resample whole groups, defect-holding and clean groups separately; an image is drawn
+    as often as its group."""
+    if len(groups) != len(labels):
+        raise ValueError(f"{len(groups)} group ids for {len(labels)} images")
+    ids, image_group = np.unique(groups, return_inverse=True)
+    has_defect = np.zeros(len(ids), bool)
+    np.logical_or.at(has_defect, image_group, labels == 1)
+    strata = [np.flatnonzero(has_defect), np.flatnonzero(~has_defect)]
+
+    def draw(rng: np.random.Generator, size: int) -> np.ndarray:
+        counts = np.zeros((size, len(ids)))
+        for members in strata:
+            if len(members):
+                counts[:, members] = _resample_counts(rng, len(members), size)
+        return counts[:, image_group]
+
+    return draw
+
+
+def n_groups(groups: Sequence[int] | None) -> int | None:
+    return None if groups is None else len(set(np.asarray(groups).tolist()))
+
+
+def with_intervals(
+    metrics: dict[str, Any], labels: Sequence[int], scores: Sequence[float], seed: int = 0, groups: Sequence[int] | None = None
+) -> dict[str, Any]:
     """Add 95% intervals to :func:`binary_metrics` output, and the warnings they call for.
 
-    ``auroc_ci``/``average_precision_ci``: stratified bootstrap (2000 resamples, seeded);
-    ``recall_ci``/``fpr_ci``: exact binomial (Clopper-Pearson) at the fixed threshold.
+    ``auroc_ci``/``average_precision_ci``: stratified bootstrap (2000 resamples, seeded), of
+    images, or of whole ``groups`` when given (see :func:`bootstrap_intervals`);
+    ``recall_ci``/``fpr_ci``: exact binomial (Clopper-Pearson) at the fixed threshold, widened
+    to the grouped bootstrap's interval when groups are given (Clopper-Pearson alone assumes
+    independent images; the bootstrap alone collapses to [1, 1] when every defect is caught).
     """
-    boot = bootstrap_intervals(labels, scores, seed=seed)
+    boot = bootstrap_intervals(labels, scores, seed=seed, groups=groups, threshold=metrics["threshold"] if groups is not None else None)
     cm = metrics["confusion_matrix"]
+    recall_ci = _wider(clopper_pearson(cm["tp"], cm["tp"] + cm["fn"]), boot["recall"])
+    fpr_ci = _wider(clopper_pearson(cm["fp"], cm["fp"] + cm["tn"]), boot["fpr"])
+    if groups is None:
+        how = {"auroc": f"stratified bootstrap, {CI_RESAMPLES} resamples, seed {seed}", "rates": "Clopper-Pearson"}
+    else:
+        how = {
+            "auroc": f"bootstrap of {n_groups(groups)} groups (images of one part stay together), stratified, {CI_RESAMPLES} resamples, seed {seed}",
+            "rates": "Clopper-Pearson widened to the grouped bootstrap",
+        }
     metrics.update(
         auroc_ci=boot["auroc"],
         average_precision_ci=boot["average_precision"],
-        recall_ci=clopper_pearson(cm["tp"], cm["tp"] + cm["fn"]),
-        fpr_ci=clopper_pearson(cm["fp"], cm["fp"] + cm["tn"]),
-        ci={"level": CI_LEVEL, "auroc": f"stratified bootstrap, {CI_RESAMPLES} resamples, seed {seed}", "rates": "Clopper-Pearson"},
+        recall_ci=recall_ci,
+        fpr_ci=fpr_ci,
+        ci={"level": CI_LEVEL, **how, **({"groups": n_groups(groups)} if groups is not None else {})},
     )
     warnings = []
     if boot["auroc"] is not None and boot["auroc"][1] - boot["auroc"][0] > AUROC_CI_WARNING:
@@ -282,6 +346,12 @@ def with_intervals(metrics: dict[str, Any], labels: Sequence[int], scores: Seque
         )
     metrics["warnings"] = metrics.get("warnings", []) + warnings
     return metrics
+
+
+def _wider(exact: list[float] | None, boot: list[float] | None) -> list[float] | None:
+    if exact is None or boot is None:
+        return exact
+    return [min(exact[0], boot[0]), max(exact[1], boot[1])]
 
 
 def _interval(ci: Sequence[float] | None) -> str:

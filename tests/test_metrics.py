@@ -117,6 +117,37 @@ def test_bootstrap_interval_is_seeded_and_shrinks_with_more_images():
     assert narrow[1] - narrow[0] < wide / 2
 
 
+def test_grouped_bootstrap_counts_parts_not_photographs():
+    """Six photographs of each part are not six parts: resampling whole groups gives the
+    interval of the parts alone, where resampling images would be about sqrt(6) narrower."""
+    labels, scores = noisy_scores(120)
+    repeated_labels, repeated_scores = np.repeat(labels, 6), np.repeat(scores, 6)
+    parts = np.repeat(np.arange(len(labels)), 6)
+    alone = bootstrap_intervals(labels, scores)["auroc"]
+    grouped = bootstrap_intervals(repeated_labels, repeated_scores, groups=parts)["auroc"]
+    naive = bootstrap_intervals(repeated_labels, repeated_scores)["auroc"]
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert width(grouped) == pytest.approx(width(alone), rel=0.15)
+    assert width(naive) < 0.6 * width(grouped)
+    singletons = bootstrap_intervals(labels, scores, groups=np.arange(len(labels)) * 7)["auroc"]
+    assert width(singletons) == pytest.approx(width(alone), rel=0.15)  # one image per group: the image bootstrap
+
+
+def test_grouped_intervals_widen_rates_and_keep_the_exact_bound():
+    labels, scores = noisy_scores(120)
+    labels6, scores6, parts = np.repeat(labels, 6), np.repeat(scores, 6), np.repeat(np.arange(120), 6)
+    plain = with_intervals(binary_metrics(labels6, scores6, 0.5), labels6, scores6)
+    grouped = with_intervals(binary_metrics(labels6, scores6, 0.5), labels6, scores6, groups=parts)
+    assert grouped["ci"]["groups"] == 120 and "groups" in grouped["ci"]["auroc"]
+    for key in ("recall_ci", "fpr_ci"):
+        assert grouped[key][0] <= plain[key][0] and grouped[key][1] >= plain[key][1]
+        assert grouped[key][1] - grouped[key][0] > 1.5 * (plain[key][1] - plain[key][0])
+    caught = with_intervals(binary_metrics(labels6, scores6, 0.0), labels6, scores6, groups=parts)
+    assert caught["recall"] == 1.0 and caught["recall_ci"][0] < 1.0  # the bootstrap alone would say [1, 1]
+    with pytest.raises(ValueError, match="group ids"):
+        bootstrap_intervals(labels, scores, groups=parts)
+
+
 def test_clopper_pearson_known_values():
     lo, hi = clopper_pearson(10, 10)
     assert lo == pytest.approx(0.6915, abs=1e-4) and hi == 1.0  # 10 of 10 caught: recall >= 0.69, not 1.0

@@ -77,7 +77,9 @@ def train_folds(options: TrainOptions, progress: TrainProgress | None = None) ->
     best = choose_epochs(np.array(folds_run.curves, dtype=np.float64), options.probe_epochs)
     oof = folds_run.out_of_fold(held_out, best, len(loaded.samples))
     choice = {**threshold_choice(loaded.labels, oof, options.threshold_policy).to_dict(), "chosen_on": "out-of-fold scores"}
-    pooled = with_intervals(binary_metrics(loaded.labels, oof, choice["threshold"]), loaded.labels, oof)
+    group_of = {sample.path: group for sample, group in zip(pool, grouping.group_of)}  # the folds' own groups
+    groups = [group_of[s.path] for s in loaded.samples]
+    pooled = with_intervals(binary_metrics(loaded.labels, oof, choice["threshold"]), loaded.labels, oof, groups=groups)
     pooled["role"] = "selection"
     fold_aurocs = [float(curve[best]) for curve in folds_run.curves]
     _write_oof(run / "folds" / "oof.csv", loaded, held_out, oof)

@@ -3,7 +3,8 @@
 
 The data: ``edge-sealant data synth OUT --size 2532x824 --defect-scale S`` (customer-size
 frames whose defects are S times their usual size). Two runs trained on it with the same
-model, input size and epochs, one ``--supervision image``, one from the boxes. On the test
+model, input size and epochs, one ``--supervision image``, one or more from the boxes
+(``--boxes-run`` repeated, e.g. heatmap stride 16 and 8). On the test
 split this reports, for each run (torch FP32 scores):
 
 * image-level AUROC with its 95% interval;
@@ -67,6 +68,7 @@ def evaluate(run: Path, data: Path) -> dict[str, Any]:
         "model": backend.card.model,
         "input_size": list(backend.card.input_size),
         "supervision": backend.card.supervision,
+        "heatmap_stride": backend.card.heatmap_stride,
         "auroc": float(roc_auc_score(labels, scores)),
         "auroc_ci": bootstrap_intervals(labels, scores).get("auroc"),
         "all_defects": recall_at_budget(labels, scores, labels == 1),
@@ -88,13 +90,13 @@ def markdown(payload: dict[str, Any]) -> str:
         f"Recall at the threshold flagging <= {FALSE_ALARM_BUDGET:.0%} of the normal test frames; 'small': largest defect box "
         f"< {SMALL:.1%} of the frame. Intervals: 95%, stratified bootstrap (AUROC), Clopper-Pearson (recall).",
         "",
-        "| run | supervision | input | test AUROC [95% CI] | recall at 5% FPR, all defects | recall at 5% FPR, small defects |",
-        "|---|---|---|---|---|---|",
+        "| run | supervision | heatmap stride | input | test AUROC [95% CI] | recall at 5% FPR, all defects | recall at 5% FPR, small defects |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in payload["runs"]:
         ci = r["auroc_ci"] or [float("nan")] * 2
         lines.append(
-            f"| {Path(r['run']).name} | {r['supervision']} | {r['input_size'][0]}x{r['input_size'][1]} | "
+            f"| {Path(r['run']).name} | {r['supervision']} | {r.get('heatmap_stride') or '-'} | {r['input_size'][0]}x{r['input_size'][1]} | "
             f"{r['auroc']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}] | {rate(r['all_defects'])} | {rate(r['small_defects'])} |"
         )
     return "\n".join(lines) + "\n"
@@ -104,12 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
     parser.add_argument("--image-run", type=Path, required=True)
-    parser.add_argument("--boxes-run", type=Path, required=True)
+    parser.add_argument("--boxes-run", type=Path, required=True, action="append", help="repeat to compare several (e.g. heatmap strides)")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     cpu = cpu_info()
     payload = {"date": date.today().isoformat(), "data": str(args.data), "cpu": cpu,
-               "runs": [evaluate(args.image_run, args.data), evaluate(args.boxes_run, args.data)]}
+               "runs": [evaluate(run, args.data) for run in [args.image_run, *args.boxes_run]]}
     stem = result_stem(payload["date"], cpu["cpu"], "small-defects")
     write_result_files(args.results, stem, payload, markdown(payload))
     print(markdown(payload))

@@ -25,7 +25,7 @@ from edge_sealant.errors import EdgeSealantError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("stretch", "letterbox")
-HEATMAP_STRIDES = (0, 16)  # 0: no heatmap output
+HEATMAP_STRIDES = (0, 8, 16)  # 0: no heatmap output
 SUPERVISIONS = ("image", "boxes")
 METADATA_KEY = "edge_sealant.card"
 RUN_JSON = "run.json"

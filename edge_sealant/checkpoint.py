@@ -46,7 +46,7 @@ def load_trained(run_or_checkpoint: str | Path) -> tuple[torch.nn.Module, ModelC
     ckpt = read_checkpoint(ckpt_path)
     run_json = ckpt_path.parent / "run.json"
     card = ModelCard.load(run_json) if run_json.is_file() else ModelCard.from_dict(ckpt["card"])
-    net = build_inspection_net(card.model, pretrained="none", heatmap=card.has_heatmap)
+    net = build_inspection_net(card.model, pretrained="none", heatmap=card.heatmap_stride)
     try:
         net.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, KeyError, TypeError) as exc:  # torch lists every mismatched tensor: kilobytes

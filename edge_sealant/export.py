@@ -2,7 +2,7 @@
 
 Every artifact is ``DeployNet`` (uint8 N x H x W x 3 input named ``images`` in the card's
 channel order, dynamic batch; output ``defect_probability`` N x 1, and ``defect_heatmap``
-N x 1 x H/16 x W/16 for models trained from boxes) with the model card
+N x 1 x H/16 x W/16, or H/8 x W/8, for models trained from boxes) with the model card
 embedded (ONNX ``metadata_props``, OpenVINO ``rt_info`` under ``edge_sealant/<key>``, both
 from :meth:`ModelCard.to_metadata`, written by :mod:`edge_sealant.runtime.model_file`) and
 written next to a ``run.json`` copy of that card. Changing the threshold of an exported model
@@ -40,7 +40,7 @@ from edge_sealant.runtime.model_file import SIDECAR_SUFFIX, model_size_mb, set_o
 ONNX_OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "defect_probability"
-HEATMAP_OUTPUT_NAME = "defect_heatmap"  # N x 1 x ceil(H/16) x ceil(W/16), heatmap models only
+HEATMAP_OUTPUT_NAME = "defect_heatmap"  # N x 1 x ceil(H/s) x ceil(W/s), s = card.heatmap_stride; heatmap models only
 FORMATS = ("onnx", "openvino")
 EXPORT_PRECISIONS = ("fp32", "fp16")
 # max |probability - torch probability|. FP32 must match (a mismatch is a preprocessing or

@@ -43,6 +43,47 @@ def test_every_model_gets_a_heatmap_and_keeps_its_classifier(name):
     assert all(id(p) in head_ids for p in net.fusion.parameters())
 
 
+@pytest.mark.parametrize("name", list(MODEL_SPECS))
+def test_every_model_gets_a_stride_8_heatmap_on_the_same_classifier(name):
+    plain = build_inspection_net(name, pretrained="none").eval()
+    net = build_inspection_net(name, pretrained="none", heatmap=8).eval()
+    net.backbone.load_state_dict(plain.backbone.state_dict())
+    assert net.taps.stride == 8 and net.taps.index8 < net.taps.index
+    with torch.no_grad():
+        net.fusion.weights.copy_(torch.tensor([1.0, 0.0]))
+        pixels = torch.rand(2, 3, 96, 64) * 255
+        logits, heatmap = net.forward_with_heatmap(pixels)
+        assert torch.allclose(logits, plain(pixels), atol=1e-5)  # cutting at stride 8 too changes nothing
+        assert heatmap.shape == (2, 1, 12, 8)
+        assert net.forward_with_heatmap(torch.rand(1, 3, 72, 40) * 255)[1].shape == (1, 1, 9, 5)  # odd sides
+    head, _ = split_parameters(net)
+    assert {id(p) for p in net.heatmap_head.lateral8.parameters()} <= {id(p) for p in head}
+
+
+def test_stride_8_run_exports_its_finer_heatmap(box_data, tmp_path):
+    from edge_sealant.data.loading import load_dataset
+    from edge_sealant.imageset import load_images
+    from edge_sealant.runtime import Inspector, open_backend
+    from edge_sealant.torch_backend import TorchBackend
+
+    run = tmp_path / "fine"
+    train(_options(box_data, run, epochs=1, heatmap_stride=8))
+    card = ModelCard.load(run)
+    assert (card.heatmap_stride, card.heatmap_size) == (8, (8, 4)) and "H/8" in card.output
+    result = runner.invoke(app, ["export", str(run), "--format", "openvino", "--parity-images", "4"])
+    assert result.exit_code == 0, result.output
+    torch_backend = TorchBackend.from_run(run)
+    images = load_images(load_dataset(box_data).split("val")[:4], card).images
+    expected = torch_backend.infer(images)
+    outputs = open_backend(run / "openvino/fp32/model.xml").infer(images)
+    assert outputs.heatmap.shape == (4, 8, 4) and np.abs(outputs.heatmap - expected.heatmap).max() < 1e-4
+    frame = np.zeros((128, 64, 3), np.uint8)  # source pixels 2x the input: a cell is 16 source pixels
+    inspected = Inspector.load(run / "openvino/fp32/model.xml").inspect(frame)
+    assert inspected.heatmap.shape == (8, 4)
+    with pytest.raises(EdgeSealantError, match="heatmap-stride"):
+        _options(box_data, run, heatmap_stride=4)
+
+
 def test_deploy_net_has_two_outputs_in_zero_one():
     net = build_inspection_net("mobilenet_v3_small", pretrained="none", heatmap=True).eval()
     with torch.no_grad():

@@ -2,7 +2,7 @@
 
 ``InspectionNet`` = mean/std normalisation + backbone -> one defect logit. Training feeds it
 float NCHW in [0, 255]. With a :class:`HeatmapHead` it also predicts a defect logit per
-cell of a stride-16 grid, learnt from the customer's boxes/polygons, and the image logit
+cell of a stride-16 (or stride-8) grid, learnt from the customer's boxes/polygons, and the image logit
 fuses the classifier with the heatmap's peak (three learnt scalars).
 
 ``DeployNet`` wraps it for export: uint8 NHWC in, defect probability out (plus the heatmap
@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-HEATMAP_STRIDE = 16
+HEATMAP_STRIDE = 16  # the default cell: 16 input pixels
+HEATMAP_STRIDES = (8, 16)  # 8: four times the cells, for defects a few input pixels across
 HEATMAP_WIDTH = 64  # channels of the dense head: ~0.1 M parameters, ~2% of Lite0's compute
 HEATMAP_PRIOR = 0.01  # initial cell probability: the head starts by saying "clear" everywhere
 
@@ -27,11 +28,18 @@ HEATMAP_PRIOR = 0.01  # initial cell probability: the head starts by saying "cle
 @dataclass(frozen=True)
 class Taps:
     """Where the heatmap reads the backbone: the last stage at stride 16 (index into the
-    backbone's block sequence) and the channels there and at the final stride-32 features."""
+    backbone's block sequence) and the channels there and at the final stride-32 features;
+    for a stride-8 heatmap also the last stage at stride 8 (``index8`` -1: not used)."""
 
     index: int
     channels16: int
     channels32: int
+    index8: int = -1
+    channels8: int = 0
+
+    @property
+    def stride(self) -> int:
+        return 8 if self.index8 >= 0 else 16
 
 
 class HeatmapHead(nn.Module):
@@ -40,12 +48,18 @@ class HeatmapHead(nn.Module):
     The stride-32 features carry what the classifier knows (what a defect looks like), the
     stride-16 ones where it is; a 1x1 lateral each (FPN-style), a depthwise 3x3 to look at
     neighbours, a 1x1 to one logit. Light enough to cost a few percent of the backbone.
+    With stride-8 taps the merged stride-16 map is upsampled once more onto a stride-8
+    lateral (the FPN top-down path one level further), so a defect a few input pixels
+    across gets a cell of its own instead of a sixteenth of one.
     """
 
     def __init__(self, taps: Taps, width: int = HEATMAP_WIDTH):
         super().__init__()
         self.lateral16 = nn.Sequential(nn.Conv2d(taps.channels16, width, 1, bias=False), nn.BatchNorm2d(width))
         self.lateral32 = nn.Sequential(nn.Conv2d(taps.channels32, width, 1, bias=False), nn.BatchNorm2d(width))
+        self.lateral8 = (
+            nn.Sequential(nn.Conv2d(taps.channels8, width, 1, bias=False), nn.BatchNorm2d(width)) if taps.stride == 8 else None
+        )
         self.mix = nn.Sequential(
             nn.Conv2d(width, width, 3, padding=1, groups=width, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
         )
@@ -53,13 +67,20 @@ class HeatmapHead(nn.Module):
         nn.init.normal_(self.out.weight, std=0.01)
         nn.init.constant_(self.out.bias, float(torch.logit(torch.tensor(HEATMAP_PRIOR))))
 
-    def forward(self, f16: torch.Tensor, f32: torch.Tensor) -> torch.Tensor:
-        top = F.interpolate(self.lateral32(f32), scale_factor=2.0, mode="nearest")
-        if top.shape[-2:] != f16.shape[-2:]:  # odd stride-16 sides only (input not a multiple of 32):
-            # stride 32 rounded up. Guarded so that the usual sizes export without the
-            # shape-reading ops a slice would add (measured +11% latency in OpenVINO f32).
-            top = top[:, :, : f16.shape[2], : f16.shape[3]]
-        return self.out(self.mix(F.relu(self.lateral16(f16) + top)))
+    def forward(self, f16: torch.Tensor, f32: torch.Tensor, f8: Optional[torch.Tensor] = None) -> torch.Tensor:
+        merged = F.relu(self.lateral16(f16) + _upsampled_like(self.lateral32(f32), f16))
+        if self.lateral8 is not None:
+            merged = F.relu(self.lateral8(f8) + _upsampled_like(merged, f8))
+        return self.out(self.mix(merged))
+
+
+def _upsampled_like(top: torch.Tensor, below: torch.Tensor) -> torch.Tensor:
+    top = F.interpolate(top, scale_factor=2.0, mode="nearest")
+    if top.shape[-2:] != below.shape[-2:]:  # odd sides only (input not a multiple of the coarser stride):
+        # rounded up there. Guarded so that the usual sizes export without the
+        # shape-reading ops a slice would add (measured +11% latency in OpenVINO f32).
+        top = top[:, :, : below.shape[2], : below.shape[3]]
+    return top
 
 
 class ScoreFusion(nn.Module):
@@ -101,7 +122,7 @@ class InspectionNet(nn.Module):
         return self.forward_with_heatmap(pixels)[0]
 
     def forward_with_heatmap(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """(N image logits, N x 1 x H/16 x W/16 heatmap logits or None for image-only nets)."""
+        """(N image logits, N x 1 x H/s x W/s heatmap logits (s: 16 or 8) or None for image-only nets)."""
         logits, heatmap, _ = self.forward_parts(pixels)
         return logits, heatmap
 
@@ -111,32 +132,45 @@ class InspectionNet(nn.Module):
         if self.heatmap_head is None:
             logits = self.backbone(x).reshape(-1)
             return logits, None, logits
-        f16, f32, classifier_logit = split_forward(self.backbone, self.family, self.taps.index, x)
-        heatmap = self.heatmap_head(f16, f32)
+        f8, f16, f32, classifier_logit = split_forward(self.backbone, self.family, self.taps, x)
+        heatmap = self.heatmap_head(f16, f32, f8)
         return self.fusion(classifier_logit, heatmap), heatmap, classifier_logit
 
 
-def split_forward(backbone: nn.Module, family: str, index: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The backbone's own forward, cut open: (stride-16 features, stride-32 features, logit).
+def split_forward(
+    backbone: nn.Module, family: str, taps: Taps, x: torch.Tensor
+) -> tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The backbone's own forward, cut open: (stride-8 features or None, stride-16 features,
+    stride-32 features, logit).
 
     Written per family, mirroring each model's ``forward`` exactly (no hooks: they would not
     survive ``deepcopy`` for the weight average, and tracing for export stays plain).
     """
-    if family == "efficientnet_lite":
+    lite = family == "efficientnet_lite"
+    if lite:
         x = backbone.act(backbone.bn_stem(backbone.conv_stem(x)))
-        f16 = backbone.blocks[: index + 1](x)
-        rest = backbone.blocks[index + 1 :](f16)
+    blocks = backbone.blocks if lite else backbone.features
+    f8 = None
+    if taps.index8 >= 0:
+        f8 = blocks[: taps.index8 + 1](x)
+        f16 = blocks[taps.index8 + 1 : taps.index + 1](f8)
+    else:
+        f16 = blocks[: taps.index + 1](x)
+    rest = blocks[taps.index + 1 :](f16)
+    if lite:
         f32 = backbone.act(backbone.bn_head(backbone.conv_head(rest)))
         logit = backbone.classifier(backbone.dropout(backbone.flatten(backbone.pool(f32))))
     else:  # torchvision EfficientNet / MobileNetV3: features -> avgpool -> flatten -> classifier
-        f16 = backbone.features[: index + 1](x)
-        f32 = backbone.features[index + 1 :](f16)
+        f32 = rest
         logit = backbone.classifier(torch.flatten(backbone.avgpool(f32), 1))
-    return f16, f32, logit.reshape(-1)
+    return f8, f16, f32, logit.reshape(-1)
 
 
-def find_taps(backbone: nn.Module, family: str) -> Taps:
-    """Locate the last stride-16 block with a dummy forward (64x64: stride 16 is 4x4)."""
+def find_taps(backbone: nn.Module, family: str, stride: int = HEATMAP_STRIDE) -> Taps:
+    """Locate the last stride-16 (and, for ``stride`` 8, stride-8) block with a dummy forward
+    (64x64: stride 16 is 4x4, stride 8 is 8x8)."""
+    if stride not in HEATMAP_STRIDES:
+        raise ValueError(f"heatmap stride {stride} is not one of {HEATMAP_STRIDES}")
     with torch.no_grad():
         x = torch.zeros(1, 3, 64, 64)
         if family == "efficientnet_lite":
@@ -146,24 +180,28 @@ def find_taps(backbone: nn.Module, family: str) -> Taps:
             blocks = backbone.features
         was_training = backbone.training
         backbone.eval()
-        index, channels16 = -1, 0
+        index, channels16, index8, channels8 = -1, 0, -1, 0
         for k, block in enumerate(blocks):
             x = block(x)
-            if x.shape[-1] == 64 // HEATMAP_STRIDE:
+            if x.shape[-1] == 64 // 16:
                 index, channels16 = k, x.shape[1]
+            if x.shape[-1] == 64 // 8:
+                index8, channels8 = k, x.shape[1]
         backbone.train(was_training)
         if family == "efficientnet_lite":
             channels32 = backbone.conv_head.out_channels
         else:
             channels32 = x.shape[1]
-    if index < 0:
-        raise ValueError(f"no stride-{HEATMAP_STRIDE} stage found in the {family} backbone")
-    return Taps(index, int(channels16), int(channels32))
+    if index < 0 or (stride == 8 and index8 < 0):
+        raise ValueError(f"no stride-{stride} stage found in the {family} backbone")
+    if stride == 16:
+        return Taps(index, int(channels16), int(channels32))
+    return Taps(index, int(channels16), int(channels32), index8, int(channels8))
 
 
 class DeployNet(nn.Module):
     """uint8 N x H x W x 3 -> N x 1 defect probability (what ONNX / OpenVINO files contain);
-    heatmap nets add N x 1 x H/16 x W/16 cell probabilities as a second output."""
+    heatmap nets add N x 1 x H/s x W/s cell probabilities (s: the heatmap stride) as a second output."""
 
     def __init__(self, net: InspectionNet):
         super().__init__()

@@ -153,15 +153,17 @@ def build_backbone(name: str, pretrained: Union[str, Path] = "imagenet") -> nn.M
     return model
 
 
-def build_inspection_net(name: str, pretrained: Union[str, Path] = "imagenet", heatmap: bool = False) -> InspectionNet:
+def build_inspection_net(name: str, pretrained: Union[str, Path] = "imagenet", heatmap: bool | int = False) -> InspectionNet:
     """``build_backbone`` wrapped with the model's mean/std: float NCHW [0, 255] -> N logits.
 
-    ``heatmap``: add the dense defect head at stride 16 and the score fusion
-    (:class:`~edge_sealant.models.net.HeatmapHead`), for training from boxes/polygons.
+    ``heatmap``: add the dense defect head and the score fusion
+    (:class:`~edge_sealant.models.net.HeatmapHead`), for training from boxes/polygons;
+    ``True`` or 16 for a stride-16 heatmap, 8 for stride 8, ``False``/0 for none.
     """
     spec = get_spec(name)
     backbone = build_backbone(name, pretrained)
-    taps = find_taps(backbone, spec.family) if heatmap else None
+    stride = 16 if heatmap is True else int(heatmap)
+    taps = find_taps(backbone, spec.family, stride) if stride else None
     return InspectionNet(backbone, spec.mean, spec.std, family=spec.family, taps=taps)
 
 

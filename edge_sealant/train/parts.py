@@ -45,14 +45,19 @@ def augmentation() -> Any:
 
 class ArrayDataset(torch.utils.data.Dataset):
     """Preloaded uint8 images -> (uint8 C x H x W tensor, float label); with defect masks,
-    also (H x W uint8 mask, whether the mask is known), moved by the same flips and affine."""
+    also (H x W uint8 mask, whether the mask is known), moved by the same flips and affine,
+    and, with a ``paster`` (:class:`edge_sealant.train.paste.DefectPaster`), ``paste_share``
+    of the normal images turned into defect images before the augmentation."""
 
-    def __init__(self, loaded: LoadedImages, transform: Any = None):
+    def __init__(self, loaded: LoadedImages, transform: Any = None, paste_share: float = 0.0, paster: Any = None):
         self.images = loaded.images
         self.labels = loaded.labels
         self.masks = loaded.masks
         self.known = loaded.has_geometry if loaded.masks is not None else None
         self.transform = transform
+        # defect copy-paste (train.paste): this share of normal images with known masks become defects
+        self.paste_share = paste_share if paster else 0.0
+        self.paster = paster
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -66,7 +71,14 @@ class ArrayDataset(torch.utils.data.Dataset):
             if self.transform is not None:
                 image = self.transform(image)
             return image.as_subclass(torch.Tensor), label
-        mask = tv_tensors.Mask(torch.from_numpy(self.masks[index]))
+        pixels, mask_array = self.images[index], self.masks[index]
+        if self.paste_share and self.labels[index] == 0 and self.known[index] and float(torch.rand(())) < self.paste_share:
+            # torch's generator, so the draws follow the epoch's seed like the other augmentations
+            rng = np.random.default_rng(int(torch.randint(2**31, ())))
+            pixels, mask_array = self.paster.paste(pixels, rng, mask_array)
+            label = torch.tensor(1.0)
+        image = tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1))
+        mask = tv_tensors.Mask(torch.from_numpy(mask_array))
         if self.transform is not None:
             image, mask = self.transform(image, mask)  # geometry moves both; colour only the image
         return image.as_subclass(torch.Tensor), label, mask.as_subclass(torch.Tensor), torch.tensor(bool(self.known[index]))

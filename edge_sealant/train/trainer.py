@@ -22,10 +22,10 @@ from torch import nn
 from edge_sealant.card import ModelCard
 from edge_sealant.checkpoint import BEST, LAST, read_checkpoint, save_checkpoint
 from edge_sealant.errors import EdgeSealantError
-from edge_sealant.models.net import HEATMAP_STRIDE
 from edge_sealant.imageset import LoadedImages, load_images
 from edge_sealant.metrics import binary_metrics, threshold_choice, with_intervals
 from edge_sealant.train.options import TrainOptions, jsonable
+from edge_sealant.train.paste import DefectPaster
 from edge_sealant.train.parts import (
     ArrayDataset,
     WeightAverage,
@@ -81,17 +81,17 @@ def new_card(options: TrainOptions, dataset: Any) -> ModelCard:
         defect_classes=[c for c in dataset.class_names if c not in normal],
         threshold=0.5,
         threshold_policy="untuned",
-        heatmap_stride=HEATMAP_STRIDE if supervision == "boxes" else 0,
+        heatmap_stride=options.heatmap_stride if supervision == "boxes" else 0,
         supervision=supervision,
-        output=HEATMAP_OUTPUT if supervision == "boxes" else ModelCard.__dataclass_fields__["output"].default,
+        output=heatmap_output(options.heatmap_stride) if supervision == "boxes" else ModelCard.__dataclass_fields__["output"].default,
         data_summary=dataset.summary(),
         library_versions=library_versions(TRAINING),
     )
 
 
-HEATMAP_OUTPUT = (
-    "defect probability (sigmoid inside the graph); heatmap: N x 1 x ceil(H/16) x ceil(W/16) defect probability per cell"
-)
+def heatmap_output(stride: int) -> str:
+    """The card's ``output`` text of a heatmap model."""
+    return f"defect probability (sigmoid inside the graph); heatmap: N x 1 x ceil(H/{stride}) x ceil(W/{stride}) defect probability per cell"
 
 
 def resolve_supervision(requested: str, train: list[Any]) -> str:
@@ -163,7 +163,7 @@ class Trainer:
         self.stopped_by: Optional[str] = None
         self._resume_state: dict[str, Any] = {}
         self.extra_train_info: dict[str, Any] = {}  # merged into card.train (the K-fold record)
-        self.net = build_inspection_net(options.model, pretrained=options.pretrained, heatmap=self.card.has_heatmap).to(self.device)
+        self.net = build_inspection_net(options.model, pretrained=options.pretrained, heatmap=self.card.heatmap_stride).to(self.device)
         # channels_last: faster convolutions with cuDNN and with oneDNN on CPU (measured ~20% here).
         self.net = self.net.to(memory_format=torch.channels_last)
         self.head, _ = split_parameters(self.net)
@@ -204,15 +204,29 @@ class Trainer:
         if labels.min() == labels.max() or (self.val_set is not None and self.val_set.labels.min() == self.val_set.labels.max()):
             raise EdgeSealantError("train and val splits both need normal and defect images")
         self.transform = augmentation() if self.options.augment else None
+        self.paster = self._defect_paster()
         positives = max(1, int(labels.sum()))
         pos_weight = (len(labels) - positives) / positives if self.options.balance == "weighted-loss" else 1.0
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=self.device))
+
+    def _defect_paster(self) -> Optional[DefectPaster]:
+        if not self.options.paste_defects:
+            return None
+        if self.train_set.masks is None:
+            self.progress.warning("--paste-defects ignored: the train labels have no boxes or polygons to paste")
+            return None
+        paster = DefectPaster(self.train_set.images, self.train_set.masks, self.train_set.labels, self.train_set.has_geometry)
+        if not paster:
+            self.progress.warning("--paste-defects ignored: no defect region is small enough to move (<= 25% of the image)")
+            return None
+        self.progress.message(f"defect copy-paste: {len(paster.patches)} regions onto {self.options.paste_defects:.0%} of normal images")
+        return paster
 
     def loader(self, epoch: int) -> tuple[torch.utils.data.DataLoader, np.ndarray]:
         rng = np.random.default_rng([self.options.seed, epoch])
         indices = epoch_indices(self.train_set.labels, self.options.balance, rng)
         torch.manual_seed(self.options.seed * 100_003 + epoch)  # augmentation draws, resumable
-        dataset = ArrayDataset(self.train_set, self.transform)
+        dataset = ArrayDataset(self.train_set, self.transform, self.options.paste_defects, self.paster)
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_size=self.options.batch_size,
@@ -406,14 +420,16 @@ class Trainer:
 
     def choose_operating_point(self) -> dict[str, Any]:
         """Threshold on val (the selection split), val metrics with intervals and leak check."""
-        from edge_sealant.evaluate import leak_free_metrics
+        from edge_sealant.evaluate import leak_free_metrics, part_groups
 
         val_scores = sigmoid(predict_logits(self.model, self.val_set.images, self.device))
         choice = threshold_choice(self.val_set.labels, val_scores, self.options.threshold_policy).to_dict()
-        val = with_intervals(binary_metrics(self.val_set.labels, val_scores, choice["threshold"]), self.val_set.labels, val_scores)
+        groups = part_groups(self.val_set.samples, self.options.group_by or (self.dataset.split_settings or {}).get("group_by"))
+        labels = self.val_set.labels
+        val = with_intervals(binary_metrics(labels, val_scores, choice["threshold"]), labels, val_scores, groups=groups)
         val["role"] = "selection"
         if self.data is None:  # the dataset's own val split: it may share parts with train
-            val["leak_free"] = leak_free_metrics(self.dataset, "val", self.val_set, val_scores, choice["threshold"])
+            val["leak_free"] = leak_free_metrics(self.dataset, "val", self.val_set, val_scores, choice["threshold"], groups)
         self.card.metrics = {"val": val, "operating_point": {**choice, "chosen_on": "val"}}
         return choice
 

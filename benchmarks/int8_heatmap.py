@@ -71,17 +71,21 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [f"# INT8 heatmap models vs FP32 ({payload['date']})", "",
              f"{cpu['cpu']} ({', '.join(k for k, v in cpu['isa'].items() if v)}); data: `{payload['data']}`; "
              "peaks on the defect images of each split.", "",
-             "| model | split | n defects | AUROC FP32 | AUROC INT8 | drop | peak same cell | within one cell | on FP32 plateau | INT8 p50 ms (FP32) |",
-             "|---|---|---:|---|---|---:|---:|---:|---:|---:|"]
+             "| model | split | n defects | AUROC FP32 | AUROC INT8 | drop | peak same cell | within one cell | on FP32 plateau | in FP32's region | INT8 p50 ms (FP32) |",
+             "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for label, result, latency in zip(payload["labels"], payload["runs"], payload["latency"]):
         for split, row in result["splits"].items():
             peaks = row["heatmap_peaks"]
             ci = lambda m: f"{m['auroc']:.4f} [{m['auroc_ci'][0]:.3f}, {m['auroc_ci'][1]:.3f}]"  # noqa: E731
             lines.append(f"| {label} | {split} | {peaks['n']} | {ci(row['fp32'])} | {ci(row['int8'])} | {row['auroc_drop']:.4f} | "
                          f"{peaks['same_cell']:.3f} | {peaks['within_one_cell']:.3f} | {peaks['on_fp32_plateau']:.3f} | "
-                         f"{latency['int8_p50_ms']:.2f} ({latency['fp32_p50_ms']:.2f}) |")
+                         f"{_rate(peaks.get('in_fp32_region'))} | {latency['int8_p50_ms']:.2f} ({latency['fp32_p50_ms']:.2f}) |")
     lines += ["", "Targets (issue #10): AUROC drop <= 0.005 on both splits; INT8 peak in FP32's cell on >= 95% of defect images.", ""]
     return "\n".join(lines)
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -255,9 +255,14 @@ def test_peak_agreement_counts_same_and_neighbouring_cells():
     fp32[3, 2, 2] = 1.0  # ...but this image's FP32 peak is at (2, 2): two cells away
     result = peak_agreement(fp32, int8)
     assert result["n"] == 4 and result["same_cell"] == 0.5 and result["within_one_cell"] == 0.75 and result["met"] is False
-    assert result["on_fp32_plateau"] == 0.5
+    assert result["on_fp32_plateau"] == 0.5 and result["in_fp32_region"] == 0.5
     fp32[2, 2, 2] = 0.97  # a near-tie in FP32: INT8 picking that cell is on the plateau
     assert peak_agreement(fp32, int8)["on_fp32_plateau"] == 0.75
+    assert peak_agreement(fp32, int8)["in_fp32_region"] == 0.75  # and in the region around FP32's peak
+    fp32[2, 2, 2] = 0.6  # below the plateau, still above the region level, touching the peak cell
+    assert peak_agreement(fp32, int8)["on_fp32_plateau"] == 0.5 and peak_agreement(fp32, int8)["in_fp32_region"] == 0.75
+    fp32[2, 1, 1], fp32[2, 2, 2] = 0.4, 0.3  # FP32 saw no region: only the very cell counts
+    assert peak_agreement(fp32, int8)["in_fp32_region"] == 0.5
     assert peak_agreement(fp32[:0], int8[:0])["same_cell"] is None
 
 

@@ -82,7 +82,8 @@ def render_report(report: dict[str, Any], out: Console) -> None:
         peaks = row.get("heatmap_peaks")
         if peaks and peaks["n"]:
             out.print(f"{split}: INT8 heatmap peak in FP32's cell on {peaks['same_cell']:.1%} of {peaks['n']} defect images "
-                      f"(within one cell {peaks['within_one_cell']:.1%}, on FP32's peak plateau {peaks['on_fp32_plateau']:.1%}; "
+                      f"(within one cell {peaks['within_one_cell']:.1%}, on FP32's peak plateau {peaks['on_fp32_plateau']:.1%}, "
+                      f"in FP32's region {peaks['in_fp32_region']:.1%}; "
                       f"target {peaks['target']:.0%} same cell)", highlight=False)
     weights = report["weights"]
     if weights.get("ratio") is not None:

@@ -51,12 +51,14 @@ def peak_agreement(fp32: np.ndarray, int8: np.ndarray) -> dict[str, Any]:
 
     ``same_cell``: the very cell (the issue's target, >= 0.95); ``within_one_cell``: at most one
     cell away in each direction; ``on_fp32_plateau``: INT8's peak cell is within ``PLATEAU`` of
-    FP32's maximum in the FP32 heatmap. A defect larger than a cell saturates several cells
-    almost equally, and which of them is the maximum is then a coin toss for any rounding.
+    FP32's maximum in the FP32 heatmap; ``in_fp32_region``: INT8's peak cell is inside the
+    region (connected cells >= the runtime's region level, what ``regions`` and overlays
+    show) around FP32's peak. A defect larger than a cell saturates several cells almost
+    equally, and which of them is the maximum is then a coin toss for any rounding.
     """
     n = len(fp32)
     if n == 0:
-        return {"n": 0, "same_cell": None, "within_one_cell": None, "on_fp32_plateau": None,
+        return {"n": 0, "same_cell": None, "within_one_cell": None, "on_fp32_plateau": None, "in_fp32_region": None,
                 "target": PEAK_AGREEMENT_TARGET, "met": None}
     columns = fp32.shape[-1]
     flat32, flat8 = fp32.reshape(n, -1), int8.reshape(n, -1)
@@ -64,8 +66,25 @@ def peak_agreement(fp32: np.ndarray, int8: np.ndarray) -> dict[str, Any]:
     distance = np.maximum(np.abs(a // columns - b // columns), np.abs(a % columns - b % columns))
     plateau = flat32[np.arange(n), b] >= flat32.max(axis=1) - PLATEAU
     same = float(np.mean(distance == 0))
+    in_region = [_in_peak_region(fp32[k].reshape(-1, columns), int(a[k]), int(b[k])) for k in range(n)]
     return {"n": n, "same_cell": same, "within_one_cell": float(np.mean(distance <= 1)),
-            "on_fp32_plateau": float(np.mean(plateau)), "target": PEAK_AGREEMENT_TARGET, "met": same >= PEAK_AGREEMENT_TARGET}
+            "on_fp32_plateau": float(np.mean(plateau)), "in_fp32_region": float(np.mean(in_region)),
+            "target": PEAK_AGREEMENT_TARGET, "met": same >= PEAK_AGREEMENT_TARGET}
+
+
+def _in_peak_region(heatmap: np.ndarray, fp32_peak: int, int8_peak: int) -> bool:
+    """Whether INT8's peak cell lies in the region an operator sees around FP32's peak: the
+    connected cells at or above the runtime's region level (the very cell when FP32's peak
+    is below that level and there is no region)."""
+    import cv2
+
+    from edge_sealant.runtime.regions import DEFAULT_LEVEL
+
+    columns = heatmap.shape[1]
+    if heatmap.flat[fp32_peak] < DEFAULT_LEVEL:
+        return fp32_peak == int8_peak
+    _, components = cv2.connectedComponents((heatmap >= DEFAULT_LEVEL).astype(np.uint8), connectivity=8)
+    return bool(components[int8_peak // columns, int8_peak % columns] == components[fp32_peak // columns, fp32_peak % columns])
 
 
 def compare_metrics(fp32: dict[str, Any], int8: dict[str, Any]) -> dict[str, Any]:

@@ -16,9 +16,9 @@ OpenVINO. For every cell of the last feature map, the features masked by a 3x3 G
 kernel centred on it go through the model's own pooling and classifier; the defect
 probability is that cell's saliency (min-max normalised per image).
 
-    python benchmarks/localization.py DATA --boxes-run RUN_A --image-run RUN_B [--split test]
+    python benchmarks/localization.py DATA --boxes-run RUN_A [--boxes-run RUN_C ...] --image-run RUN_B [--split test]
 
-Both runs must be trained on DATA with the same input size. Results: Markdown + JSON in
+All runs must be trained on DATA; compare runs of the same input size. Results: Markdown + JSON in
 ``--results`` (default benchmarks/results), named by date, CPU and dataset.
 """
 
@@ -41,6 +41,7 @@ from edge_sealant.bench import cpu_info, result_stem, write_result_files  # noqa
 from edge_sealant.checkpoint import load_trained  # noqa: E402
 from edge_sealant.data.loading import load_dataset_like  # noqa: E402
 from edge_sealant.imageset import load_images  # noqa: E402
+from edge_sealant.evaluate import card_group_by, part_groups  # noqa: E402
 from edge_sealant.metrics import bootstrap_intervals, clopper_pearson  # noqa: E402
 
 DILATION = 0.02  # of the image side, as in the issue's pointing game
@@ -107,16 +108,33 @@ def dilated(mask: np.ndarray, radius: int) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), kernel) > 0
 
 
-def localization(maps: np.ndarray, samples: list[Any], card: Any) -> dict[str, Any]:
-    """Pointing game and recall by defect size of ``maps`` on the defect images' regions."""
+def grouped_rate_interval(hits: list[bool], groups: list[int], resamples: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile interval of a hit rate when whole groups (images of one part) are resampled."""
+    ids, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    per_group_hits = np.bincount(inverse, weights=np.asarray(hits, dtype=np.float64), minlength=len(ids))
+    per_group_images = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
+    counts = np.random.default_rng(seed).multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=resamples)
+    rates = (counts @ per_group_hits) / (counts @ per_group_images)
+    return [float(v) for v in np.percentile(rates, [2.5, 97.5])]
+
+
+def _wider(exact: list[float] | None, boot: list[float]) -> list[float] | None:
+    return None if exact is None else [min(exact[0], boot[0]), max(exact[1], boot[1])]
+
+
+def localization(maps: np.ndarray, samples: list[Any], card: Any, groups: list[int] | None = None) -> dict[str, Any]:
+    """Pointing game and recall by defect size of ``maps`` on the defect images' regions
+    (pointing game interval: Clopper-Pearson widened to a bootstrap of ``groups``, images of one part)."""
+    groups = list(range(len(samples))) if groups is None else groups
     from edge_sealant.data.masks import region_mask
     from edge_sealant.preprocess import load_with_box
 
     height, width = card.input_size
     radius = round(DILATION * max(height, width))
     hits, images = 0, 0
+    per_image, image_groups = [], []
     found = {label: [0, 0] for _, _, label in SIZE_BINS}
-    for heatmap, sample in zip(maps, samples):
+    for heatmap, sample, group in zip(maps, samples, groups):
         if not sample.regions:
             continue
         # bilinear, as saliency maps are usually shown: the peak falls where neighbouring cells
@@ -128,6 +146,8 @@ def localization(maps: np.ndarray, samples: list[Any], card: Any) -> dict[str, A
         peak = np.unravel_index(int(np.argmax(up)), up.shape)
         hits += bool(whole[peak])
         images += 1
+        per_image.append(bool(whole[peak]))
+        image_groups.append(group)
         for region in sample.regions:
             area = _area(region)
             region_pixels = dilated(region_mask([region], (height, width), box) > 0, radius)
@@ -137,7 +157,7 @@ def localization(maps: np.ndarray, samples: list[Any], card: Any) -> dict[str, A
     return {
         "defect_images": images,
         "pointing_game": hits / images if images else None,
-        "pointing_game_ci": list(clopper_pearson(hits, images)) if images else None,
+        "pointing_game_ci": _wider(clopper_pearson(hits, images), grouped_rate_interval(per_image, image_groups)) if images else None,
         "recall_by_size": {label: {"found": f, "regions": n, "recall": f / n if n else None,
                                    "recall_ci": list(clopper_pearson(f, n)) if n else None} for label, (f, n) in found.items()},
     }
@@ -152,10 +172,10 @@ def _area(region: Any) -> float:
     return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
 
 
-def image_auroc(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+def image_auroc(labels: np.ndarray, probabilities: np.ndarray, groups: list[int] | None = None) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
-    intervals = bootstrap_intervals(labels, probabilities)
+    intervals = bootstrap_intervals(labels, probabilities, groups=groups)
     return {"auroc": float(roc_auc_score(labels, probabilities)), "auroc_ci": intervals.get("auroc")}
 
 
@@ -165,6 +185,7 @@ def evaluate(run: Path, data: Path, split: str, method: str) -> dict[str, Any]:
     dataset = load_dataset_like(data, card.data_summary)
     loaded = load_images(dataset.split(split), card)
     probabilities, maps = (supervised_maps if method == "supervised heatmap" else reciprocam_maps)(net, loaded.images)
+    groups = part_groups(loaded.samples, card_group_by(card))
     return {
         "method": method,
         "run": str(run),
@@ -172,8 +193,8 @@ def evaluate(run: Path, data: Path, split: str, method: str) -> dict[str, Any]:
         "input_size": list(card.input_size),
         "supervision": card.supervision,
         "map_size": list(maps.shape[1:]),
-        **image_auroc(loaded.labels, probabilities),
-        **localization(maps, loaded.samples, card),
+        **image_auroc(loaded.labels, probabilities, groups),
+        **localization(maps, loaded.samples, card, groups),
     }
 
 
@@ -189,9 +210,9 @@ def markdown(payload: dict[str, Any]) -> str:
         f"({', '.join(flag for flag, present in payload['cpu']['isa'].items() if present)}).",
         f"Pointing game: heatmap peak inside a ground-truth region dilated by {DILATION:.0%} of the image side. "
         "Recall by size: a region counts as found when a cell inside it (dilated) reaches half the image's peak. "
-        "Intervals: 95%, Clopper-Pearson (rates), stratified bootstrap (AUROC). ReciproCAM implemented from the paper (see the script).",
+        "Intervals: 95%, bootstrap of groups of images of one part (AUROC), Clopper-Pearson widened to that bootstrap (pointing game), Clopper-Pearson (recall by size). ReciproCAM implemented from the paper (see the script).",
         "",
-        "| method | model | map | image AUROC [95% CI] | pointing game [95% CI] | " + " | ".join(f"recall {label}" for _, _, label in SIZE_BINS) + " |",
+        "| method | run: model | map | image AUROC [95% CI] | pointing game [95% CI] | " + " | ".join(f"recall {label}" for _, _, label in SIZE_BINS) + " |",
         "|---|---|---|---|---|" + "---|" * len(SIZE_BINS),
     ]
     for entry in payload["methods"]:
@@ -199,7 +220,7 @@ def markdown(payload: dict[str, Any]) -> str:
         pg = entry["pointing_game_ci"] or [None, None]
         sizes = [entry["recall_by_size"][label] for _, _, label in SIZE_BINS]
         lines.append(
-            f"| {entry['method']} | {entry['model']} {entry['input_size'][0]}x{entry['input_size'][1]} ({entry['supervision']}) | "
+            f"| {entry['method']} | {Path(entry['run']).name}: {entry['model']} {entry['input_size'][0]}x{entry['input_size'][1]} ({entry['supervision']}) | "
             f"{entry['map_size'][0]}x{entry['map_size'][1]} | {_f(entry['auroc'], 4)} [{_f(ci[0])}, {_f(ci[1])}] | "
             f"{_f(entry['pointing_game'])} [{_f(pg[0])}, {_f(pg[1])}] ({entry['defect_images']} images) | "
             + " | ".join(f"{_f(s['recall'])} ({s['found']}/{s['regions']})" for s in sizes) + " |"
@@ -210,7 +231,7 @@ def markdown(payload: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
-    parser.add_argument("--boxes-run", type=Path, required=True, help="run trained with --supervision boxes")
+    parser.add_argument("--boxes-run", type=Path, required=True, action="append", help="run trained with --supervision boxes (repeat to compare several)")
     parser.add_argument("--image-run", type=Path, required=True, help="run trained with --supervision image")
     parser.add_argument("--split", default="test")
     parser.add_argument("--name", default=None, help="dataset name in the result file (default: the data folder's)")
@@ -224,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "split": args.split,
         "cpu": cpu,
         "methods": [
-            evaluate(args.boxes_run, args.data, args.split, "supervised heatmap"),
+            *(evaluate(run, args.data, args.split, "supervised heatmap") for run in args.boxes_run),
             evaluate(args.image_run, args.data, args.split, "ReciproCAM (image-only model)"),
         ],
     }

@@ -15,7 +15,7 @@ from edge_sealant.card import ModelCard, atomic_write_text
 from edge_sealant.data.types import Sample
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages, load_images
-from edge_sealant.metrics import binary_metrics, operating_point_warnings, recall_per_class, threshold_choice, with_intervals
+from edge_sealant.metrics import binary_metrics, fpr_at_recall, operating_point_warnings, recall_per_class, threshold_choice, with_intervals
 from edge_sealant.runtime.protocol import Backend, Outputs
 
 
@@ -74,6 +74,7 @@ def report(loaded: LoadedImages, scores: np.ndarray, card: ModelCard, root: Path
     threshold = card.threshold
     groups = part_groups(loaded.samples, card_group_by(card))
     metrics = with_intervals(binary_metrics(labels, scores, threshold), labels, scores, groups=groups)
+    metrics["roc_at_recall"] = fpr_at_recall(labels, scores)  # what the ranking allows on this split (not deployable)
     classes = [s.defect_classes for s in loaded.samples]
     predicted = scores >= threshold
 

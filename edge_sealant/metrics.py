@@ -401,6 +401,27 @@ def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: fl
     }
 
 
+ROC_RECALL = 0.95  # issue #10's operating region: false alarms at >= 95% defect recall
+
+
+def fpr_at_recall(labels: Sequence[int], scores: Sequence[float], recall: float = ROC_RECALL) -> dict[str, Any] | None:
+    """The split's own ROC at ``recall``: the fewest false alarms of any threshold catching at
+    least that share of its defects. A property of the ranking, *not* a threshold one can
+    deploy (it is chosen on the very images it is measured on); the deployable figure is the
+    false-alarm rate at the card's threshold, chosen on val."""
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    pos, neg = np.sort(scores[labels == 1])[::-1], scores[labels == 0]
+    if not len(pos) or not len(neg):
+        return None
+    needed = int(np.ceil(recall * len(pos) - 1e-9))
+    threshold = float(pos[max(needed, 1) - 1])  # the needed-th highest defect score
+    caught = int(np.sum(pos >= threshold))
+    false_alarms = int(np.sum(neg >= threshold))
+    return {"recall": caught / len(pos), "fpr": false_alarms / len(neg), "fpr_ci": clopper_pearson(false_alarms, len(neg)),
+            "recall_asked": recall, "threshold": threshold}
+
+
 def recall_per_class(class_sets: Sequence[Sequence[str]], labels: Sequence[int], scores: Sequence[float], threshold: float) -> dict[str, dict[str, Any]]:
     """For each YOLO defect class: how many defect images containing it were caught."""
     out: dict[str, dict[str, Any]] = {}

@@ -148,6 +148,18 @@ def test_grouped_intervals_widen_rates_and_keep_the_exact_bound():
         bootstrap_intervals(labels, scores, groups=parts)
 
 
+def test_fpr_at_recall_reads_the_split_own_roc():
+    from edge_sealant.metrics import fpr_at_recall
+
+    labels = [1] * 20 + [0] * 10
+    scores = [0.9] * 18 + [0.5, 0.1] + [0.6] + [0.2] * 9  # the 19th defect (0.5) sits below one normal (0.6)
+    point = fpr_at_recall(labels, scores)
+    assert point["recall"] == 0.95 and point["fpr"] == 0.1 and point["threshold"] == 0.5
+    assert fpr_at_recall(labels, scores, recall=0.9)["fpr"] == 0.0
+    assert fpr_at_recall(labels, scores, recall=1.0)["fpr"] == 1.0  # the 0.1 defect needs a threshold under every normal
+    assert fpr_at_recall([0, 0], [0.1, 0.2]) is None
+
+
 def test_clopper_pearson_known_values():
     lo, hi = clopper_pearson(10, 10)
     assert lo == pytest.approx(0.6915, abs=1e-4) and hi == 1.0  # 10 of 10 caught: recall >= 0.69, not 1.0

@@ -175,9 +175,14 @@ def test_evaluate_reports_intervals_and_the_role_of_the_split(tiny_run, tiny_dat
         lo, hi = metrics[key]
         assert 0.0 <= lo <= hi <= 1.0
     assert metrics["role"] == "held-out"
+    assert "groups" in metrics["ci"]["auroc"] and metrics["ci"]["groups"] <= metrics["n"]  # parts, not photographs
+    roc = metrics["roc_at_recall"]
+    assert roc["recall"] >= 0.95 and 0.0 <= roc["fpr"] <= 1.0
     val = runner.invoke(app, ["evaluate", str(tiny_run), str(tiny_data), "--split", "val"])
     assert val.exit_code == 0, val.output
-    assert "selection split" in " ".join(val.output.split())  # val chose the epoch and threshold
+    flat = " ".join(val.output.split())
+    assert "selection split" in flat  # val chose the epoch and threshold
+    assert "own ROC" in flat and "not deployable" in flat
 
 
 def test_run_json_records_the_operating_point_and_split_settings(tiny_run):

@@ -28,6 +28,7 @@ from typing import Optional
 
 import numpy as np
 
+DEFAULT_PASTE_SHARE = 0.3  # train --paste-defects auto, for models that learn from boxes
 MAX_AREA_SHARE = 0.25  # larger regions carry the donor part with them
 MIN_SIDE = 2  # pixels; smaller components are rasterisation specks
 FEATHER_PX = 2.0  # sigma of the alpha's soft edge, in input pixels

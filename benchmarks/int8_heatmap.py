@@ -32,13 +32,14 @@ def measure(run: Path, data: Path) -> dict[str, Any]:
     from edge_sealant.card import ModelCard
     from edge_sealant.data.loading import load_dataset_like
     from edge_sealant.imageset import load_images
+    from edge_sealant.evaluate import card_group_by
     from edge_sealant.quantize.scoring import score_fp32_vs_int8
 
     card = ModelCard.load(run)
     dataset = load_dataset_like(data, card.data_summary)
     eval_sets = {split: load_images(dataset.split(split), card) for split in ("val", "test")}
     fp32, int8 = run / "openvino" / "fp32" / "model.xml", run / "openvino" / "int8" / "model.xml"
-    scored = score_fp32_vs_int8(fp32, int8, eval_sets, card.threshold)
+    scored = score_fp32_vs_int8(fp32, int8, eval_sets, card.threshold, card_group_by(card))
     return {"run": str(run), "kept_in_float": _kept_in_float(int8), "splits": scored.comparison}
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from edge_sealant.artifacts import artifact_path
 from edge_sealant.card import ModelCard
 from edge_sealant.errors import EdgeSealantError
+from edge_sealant.evaluate import card_group_by
 from edge_sealant.quantize.calibration import (
     MIN_CALIBRATION_IMAGES,
     CalibrationSet,
@@ -100,7 +101,7 @@ def quantize_run(
         draft = _save_draft(quantized, scratch / "draft" / target.name, int8_card, backend)
 
         # 4. Score FP32 and INT8 the same way: f32 float execution, the card's threshold.
-        scored = score_fp32_vs_int8(source, draft, eval_sets, card.threshold)
+        scored = score_fp32_vs_int8(source, draft, eval_sets, card.threshold, card_group_by(card))
         settings["inference_precision_hint"] = scored.precision_hint
 
         # 5. Publish model, card (INT8 metrics), manifest and report together.

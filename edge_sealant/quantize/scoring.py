@@ -23,9 +23,10 @@ class Scored:
     checks: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # split -> (images, INT8 scores)
 
 
-def score_fp32_vs_int8(source: Path, draft: Path, eval_sets: dict[str, Any], threshold: float) -> Scored:
-    """Metrics with intervals of both models at ``threshold``, on every loaded split."""
-    from edge_sealant.evaluate import infer_images
+def score_fp32_vs_int8(source: Path, draft: Path, eval_sets: dict[str, Any], threshold: float, group_by: str | None = None) -> Scored:
+    """Metrics with intervals of both models at ``threshold``, on every loaded split (the
+    intervals resample groups of images of one part, as ``evaluate`` does)."""
+    from edge_sealant.evaluate import infer_images, part_groups
     from edge_sealant.metrics import binary_metrics, with_intervals
     from edge_sealant.runtime.backends import open_backend
 
@@ -35,8 +36,9 @@ def score_fp32_vs_int8(source: Path, draft: Path, eval_sets: dict[str, Any], thr
     for name, loaded in eval_sets.items():
         fp32_out, int8_out = infer_images(fp32_backend, loaded.images), infer_images(int8_backend, loaded.images)
         fp32_scores, int8_scores = fp32_out.probability, int8_out.probability
-        fp32 = with_intervals(binary_metrics(loaded.labels, fp32_scores, threshold), loaded.labels, fp32_scores)
-        int8 = with_intervals(binary_metrics(loaded.labels, int8_scores, threshold), loaded.labels, int8_scores)
+        groups = part_groups(loaded.samples, group_by)
+        fp32 = with_intervals(binary_metrics(loaded.labels, fp32_scores, threshold), loaded.labels, fp32_scores, groups=groups)
+        int8 = with_intervals(binary_metrics(loaded.labels, int8_scores, threshold), loaded.labels, int8_scores, groups=groups)
         scored.comparison[name] = compare_metrics(fp32, int8)
         if fp32_out.heatmap is not None and int8_out.heatmap is not None:
             defects = np.asarray(loaded.labels) == 1

@@ -13,6 +13,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def summarize(run: Path) -> dict[str, Any]:
     card = json.loads((run / "run.json").read_text())
@@ -47,6 +49,7 @@ def summarize(run: Path) -> dict[str, Any]:
         "test_recall_ci": test.get("recall_ci"),
         "test_fpr": test.get("fpr"),
         "test_fpr_ci": test.get("fpr_ci"),
+        "test_roc_at_recall": test.get("roc_at_recall"),
         "threshold": card.get("threshold"),
         "threshold_policy": card.get("threshold_policy"),
         "leak_free": test.get("leak_free"),
@@ -110,11 +113,45 @@ def fmt(value: Any, ci: Any = None, digits: int = 4) -> str:
     return f"{value:.{digits}f}" + (f" [{ci[0]:.{digits - 1}f}, {ci[1]:.{digits - 1}f}]" if ci else "")
 
 
+def _roc(point: dict[str, Any] | None) -> str:
+    return "-" if not point else fmt(point["fpr"], point.get("fpr_ci"), 3)
+
+
+def recipe_of(command: str) -> str:
+    """A run's command without its seed and output folder: runs of one recipe share it."""
+    import re
+
+    return re.sub(r" --(seed \S+|out \S+)", "", command)
+
+
+def recipe_summary(rows: list[dict[str, Any]]) -> list[str]:
+    """Mean and standard deviation over the seeds of each recipe (two runs or more)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(recipe_of(r["command"]), []).append(r)
+    lines = []
+    for recipe, members in groups.items():
+        if len(members) < 2:
+            continue
+
+        def stat(values: list[Any]) -> str:
+            values = [v for v in values if v is not None]
+            return f"{np.mean(values):.4f} +- {np.std(values, ddof=1):.4f}" if len(values) >= 2 else "-"
+
+        lines.append(
+            f"- {len(members)} seeds of `{recipe}` ({', '.join(m['run'] for m in members)}): val AUROC {stat([m['val_auroc'] for m in members])}, "
+            f"test AUROC {stat([m['test_auroc'] for m in members])}, test FPR at 95% recall (own ROC) "
+            f"{stat([(m.get('test_roc_at_recall') or {}).get('fpr') for m in members])} (mean +- sd)"
+        )
+    return (["Over seeds:", ""] + lines) if lines else []
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| run | model | input | supervision | pretrained | device | epochs (best) | train min | val AUROC (selection) "
-        "| out-of-fold AUROC (selection) | test AUROC (held-out) | test recall | test FPR | leak-free test AUROC (n) |",
-        "|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| out-of-fold AUROC (selection) | test AUROC (held-out) | test recall | test FPR | test FPR at 95% recall, own ROC "
+        "| leak-free test AUROC (n) |",
+        "|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         leak = r["leak_free"] or {}
@@ -124,9 +161,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {r['epochs_run']} ({r['best_epoch']}) | {r['train_minutes']} | {fmt(r['val_auroc'], r['val_auroc_ci'])} "
             f"| {fmt(r['oof_auroc'], r['oof_auroc_ci'])}{folds} | {fmt(r['test_auroc'], r['test_auroc_ci'])} "
             f"| {fmt(r['test_recall'], r['test_recall_ci'], 3)} | {fmt(r['test_fpr'], r['test_fpr_ci'], 3)} "
-            f"| {fmt(leak.get('auroc'))} ({leak.get('kept', '-')}) |"
+            f"| {_roc(r.get('test_roc_at_recall'))} | {fmt(leak.get('auroc'))} ({leak.get('kept', '-')}) |"
         )
-    lines.append("")
+    lines += ["", *recipe_summary(rows), ""]
     for r in rows:
         lines.append(f"- `{r['run']}`: `{r['command']}`; seconds per epoch {r['epoch_seconds']}" + (f"; {r['note']}" if r["note"] else ""))
     return "\n".join(lines) + "\n"

@@ -151,14 +151,12 @@ def box_run(box_data, tmp_path_factory):
 def test_auto_supervision_learns_from_boxes(box_run):
     card = ModelCard.load(box_run)
     assert (card.supervision, card.heatmap_stride, card.heatmap_size) == ("boxes", 16, (4, 2))
-    assert card.train["options"]["paste_defects"] == 0.3  # auto: copy-paste on for box models
     assert "heatmap" in card.output
 
 
 def test_image_supervision_and_imagefolder_stay_image_only(box_data, tmp_path):
     train(_options(box_data, tmp_path / "img", supervision="image", epochs=1))
     assert ModelCard.load(tmp_path / "img").heatmap_stride == 0
-    assert ModelCard.load(tmp_path / "img").train["options"]["paste_defects"] == 0.0  # auto: nothing to paste with
     with pytest.raises(EdgeSealantError, match="no boxes or polygons"):
         from edge_sealant.train.trainer import resolve_supervision
 

@@ -1,7 +1,7 @@
 """Real-data checks on ../shared/datasets/magnetic-tile (skipped when absent).
 
 ``-m slow``: the audit figures (seconds). ``-m golden``: trains the recommended CPU recipe
-(256x256 with box supervision and copy-paste: about 10 minutes on 2 cores), exports and quantizes it, and compares with the golden figures
+(256x256 with box supervision: about 10 minutes on 2 cores), exports and quantizes it, and compares with the golden figures
 in benchmarks/golden.json (measured values with tolerances, like NNCF's example_scope).
 """
 

@@ -14,7 +14,7 @@ from edge_sealant.cli.common import GROUP_BY_HELP, MAX_GROUP_HELP, app, console,
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.metrics import POLICY_HELP, format_with_ci
 from edge_sealant.train.options import BALANCE_MODES, SUPERVISION_MODES, TrainOptions
-from edge_sealant.train.paste import DEFAULT_PASTE_SHARE
+from edge_sealant.train.paste import SUGGESTED_SHARE
 from edge_sealant.train.progress import TrainProgress, auroc_text, epoch_line, summary_lines
 
 
@@ -53,7 +53,7 @@ def train(
     image_level_classes: Annotated[Optional[str], _Opt(help="Comma-separated defect classes whose boxes do not outline the defect: their images teach the image score only, no heatmap mask.")] = None,
     seg_weight: Annotated[Optional[float], _Opt(help=f"Weight of the heatmap's per-cell loss next to the image loss (default {_default('seg_weight'):g}).")] = None,
     heatmap_stride: Annotated[Optional[int], _Opt(help=f"Input pixels per heatmap cell: 16, or 8 for defects only a few input pixels across (4x the cells; default {_default('heatmap_stride')}).")] = None,
-    paste_defects: Annotated[Optional[float], _Opt(help=f"Share of normal training images that get a labelled defect region from another image pasted in (needs boxes/polygons; default: {DEFAULT_PASTE_SHARE:g} for models that learn from boxes, else 0).")] = None,
+    paste_defects: Annotated[Optional[float], _Opt(help=f"Share of normal training images that get a labelled defect region from another image pasted in (needs boxes/polygons; {SUGGESTED_SHARE:g} was measured; default {_default('paste_defects'):g}: off).")] = None,
     time_limit: Annotated[Optional[float], _Opt(help="Stop before this many minutes of training (said in run.json).")] = None,
     folds: Annotated[Optional[int], _Opt("--folds", help="K: grouped K-fold cross-validation on train+val, threshold on out-of-fold scores, then one model on all of it.")] = None,
     group_by: Annotated[Optional[str], _Opt("--group-by", help=GROUP_BY_HELP)] = None,

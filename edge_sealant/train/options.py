@@ -57,9 +57,9 @@ class TrainOptions:
     image_level_classes: Optional[list[str]] = None  # defect classes whose boxes do not outline the defect
     seg_weight: float = 1.0  # weight of the heatmap's per-cell loss next to the image loss
     heatmap_stride: int = 16  # input pixels per heatmap cell: 16, or 8 for defects a few input pixels across
-    # share of normal training images that get a labelled defect pasted (train.paste);
-    # None: auto, DEFAULT_PASTE_SHARE when the model learns from boxes, else 0
-    paste_defects: Optional[float] = None
+    # share of normal training images that get a labelled defect pasted (train.paste); off by
+    # default: on magnetic-tile it raised val AUROC but worsened test false alarms at 95% recall
+    paste_defects: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,7 +90,7 @@ class TrainOptions:
             raise EdgeSealantError(f"--seg-weight {self.seg_weight} must be in [0, 100]")
         if self.heatmap_stride not in (8, 16):
             raise EdgeSealantError(f"--heatmap-stride {self.heatmap_stride} must be 8 or 16")
-        if self.paste_defects is not None and not (math.isfinite(self.paste_defects) and 0.0 <= self.paste_defects <= 1.0):
+        if not (math.isfinite(self.paste_defects) and 0.0 <= self.paste_defects <= 1.0):
             raise EdgeSealantError(f"--paste-defects {self.paste_defects} must be a share in [0, 1]")
         if self.paste_defects and self.supervision == "image":
             raise EdgeSealantError("--paste-defects needs the defects' boxes or polygons: it cannot be used with --supervision image")

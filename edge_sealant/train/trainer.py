@@ -25,7 +25,7 @@ from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages, load_images
 from edge_sealant.metrics import binary_metrics, threshold_choice, with_intervals
 from edge_sealant.train.options import TrainOptions, jsonable
-from edge_sealant.train.paste import DEFAULT_PASTE_SHARE, DefectPaster
+from edge_sealant.train.paste import DefectPaster
 from edge_sealant.train.parts import (
     ArrayDataset,
     WeightAverage,
@@ -157,8 +157,6 @@ class Trainer:
         torch.manual_seed(options.seed)
         self.dataset = dataset if dataset is not None else load_training_dataset(options)
         self.card = new_card(options, self.dataset)
-        if options.paste_defects is None:  # auto; the card's options record the share used
-            options.paste_defects = DEFAULT_PASTE_SHARE if self.card.has_heatmap else 0.0
         self.data = data
         self.fixed_choice: Optional[dict[str, Any]] = None
         self.val_scores: list[np.ndarray] = []  # held-out probabilities after each epoch

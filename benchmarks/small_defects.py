@@ -108,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-run", type=Path, required=True)
     parser.add_argument("--boxes-run", type=Path, required=True, action="append", help="repeat to compare several (e.g. heatmap strides)")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--name", default="small-defects", help="results file name after date and CPU")
     args = parser.parse_args(argv)
     cpu = cpu_info()
     payload = {"date": date.today().isoformat(), "data": str(args.data), "cpu": cpu,
                "runs": [evaluate(run, args.data) for run in [args.image_run, *args.boxes_run]]}
-    stem = result_stem(payload["date"], cpu["cpu"], "small-defects")
+    stem = result_stem(payload["date"], cpu["cpu"], args.name)
     write_result_files(args.results, stem, payload, markdown(payload))
     print(markdown(payload))
     return 0

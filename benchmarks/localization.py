@@ -42,7 +42,7 @@ from edge_sealant.checkpoint import load_trained  # noqa: E402
 from edge_sealant.data.loading import load_dataset_like  # noqa: E402
 from edge_sealant.imageset import load_images  # noqa: E402
 from edge_sealant.evaluate import card_group_by, part_groups  # noqa: E402
-from edge_sealant.metrics import bootstrap_intervals, clopper_pearson  # noqa: E402
+from edge_sealant.metrics import bootstrap_intervals, clopper_pearson, widen  # noqa: E402
 
 DILATION = 0.02  # of the image side, as in the issue's pointing game
 SIZE_BINS = ((0.0, 0.001, "< 0.1%"), (0.001, 0.01, "0.1-1%"), (0.01, 1.01, "> 1%"))
@@ -118,10 +118,6 @@ def grouped_rate_interval(hits: list[bool], groups: list[int], resamples: int = 
     return [float(v) for v in np.percentile(rates, [2.5, 97.5])]
 
 
-def _wider(exact: list[float] | None, boot: list[float]) -> list[float] | None:
-    return None if exact is None else [min(exact[0], boot[0]), max(exact[1], boot[1])]
-
-
 def localization(maps: np.ndarray, samples: list[Any], card: Any, groups: list[int] | None = None) -> dict[str, Any]:
     """Pointing game and recall by defect size of ``maps`` on the defect images' regions
     (pointing game interval: Clopper-Pearson widened to a bootstrap of ``groups``, images of one part)."""
@@ -157,7 +153,7 @@ def localization(maps: np.ndarray, samples: list[Any], card: Any, groups: list[i
     return {
         "defect_images": images,
         "pointing_game": hits / images if images else None,
-        "pointing_game_ci": _wider(clopper_pearson(hits, images), grouped_rate_interval(per_image, image_groups)) if images else None,
+        "pointing_game_ci": widen(clopper_pearson(hits, images), grouped_rate_interval(per_image, image_groups)) if images else None,
         "recall_by_size": {label: {"found": f, "regions": n, "recall": f / n if n else None,
                                    "recall_ci": list(clopper_pearson(f, n)) if n else None} for label, (f, n) in found.items()},
     }

@@ -67,12 +67,14 @@ def part_groups(samples: Sequence[Sample], group_by: str | None = None) -> list[
     return find_groups(samples, group_by=group_by).group_of
 
 
-def report(loaded: LoadedImages, scores: np.ndarray, card: ModelCard, root: Path | None = None) -> dict[str, Any]:
-    """All metrics at the card's threshold with 95% intervals (resampling parts, see
-    :func:`part_groups`), per-class recall and the misclassified files."""
+def report(
+    loaded: LoadedImages, scores: np.ndarray, card: ModelCard, root: Path | None = None, groups: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """All metrics at the card's threshold with 95% intervals (resampling parts: ``groups``,
+    default :func:`part_groups`), per-class recall and the misclassified files."""
     labels = loaded.labels
     threshold = card.threshold
-    groups = part_groups(loaded.samples, card_group_by(card))
+    groups = part_groups(loaded.samples, card_group_by(card)) if groups is None else groups
     metrics = with_intervals(binary_metrics(labels, scores, threshold), labels, scores, groups=groups)
     metrics["roc_at_recall"] = fpr_at_recall(labels, scores)  # what the ranking allows on this split (not deployable)
     classes = [s.defect_classes for s in loaded.samples]
@@ -184,7 +186,8 @@ def evaluate_run(
         card.train["selection_splits"] = sorted(set(selection_splits(card)) | {"val"})
         card.save(run)
     loaded, scores = score(backend, dataset.split(split))
-    metrics = report(loaded, scores, card, root=dataset.root)
+    groups = part_groups(loaded.samples, card_group_by(card))
+    metrics = report(loaded, scores, card, root=dataset.root, groups=groups)
     # 'precision' is the defect-precision metric; the artifact's numeric precision gets its own key.
     metrics.update(split=split, model=card.model, backend=backend.name, model_precision=backend.precision)
     metrics["role"] = split_role(card, split)
@@ -192,7 +195,6 @@ def evaluate_run(
         metrics["operating_point"] = operating_point
         metrics["warnings"] = operating_point_warnings(operating_point, "val") + metrics["warnings"]
     if leak_check:
-        groups = part_groups(loaded.samples, card_group_by(card))  # cached fingerprints: cheap the second time
         metrics["leak_free"] = leak_free_metrics(dataset, split, loaded, scores, card.threshold, groups)
     out_dir = Path(out) if out else (run / "eval" / split if run else Path(model).parent / "eval" / split)
     metrics["plots"] = write_plots(loaded, scores, metrics, card, out_dir)

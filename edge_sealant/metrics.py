@@ -319,8 +319,8 @@ def with_intervals(
     """
     boot = bootstrap_intervals(labels, scores, seed=seed, groups=groups, threshold=metrics["threshold"] if groups is not None else None)
     cm = metrics["confusion_matrix"]
-    recall_ci = _wider(clopper_pearson(cm["tp"], cm["tp"] + cm["fn"]), boot["recall"])
-    fpr_ci = _wider(clopper_pearson(cm["fp"], cm["fp"] + cm["tn"]), boot["fpr"])
+    recall_ci = widen(clopper_pearson(cm["tp"], cm["tp"] + cm["fn"]), boot["recall"])
+    fpr_ci = widen(clopper_pearson(cm["fp"], cm["fp"] + cm["tn"]), boot["fpr"])
     if groups is None:
         how = {"auroc": f"stratified bootstrap, {CI_RESAMPLES} resamples, seed {seed}", "rates": "Clopper-Pearson"}
     else:
@@ -348,7 +348,8 @@ def with_intervals(
     return metrics
 
 
-def _wider(exact: list[float] | None, boot: list[float] | None) -> list[float] | None:
+def widen(exact: list[float] | None, boot: list[float] | None) -> list[float] | None:
+    """The union of two intervals (``exact`` alone when there is no ``boot``)."""
     if exact is None or boot is None:
         return exact
     return [min(exact[0], boot[0]), max(exact[1], boot[1])]

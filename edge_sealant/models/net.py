@@ -19,8 +19,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from edge_sealant.card import HEATMAP_STRIDES as CARD_STRIDES
+
 HEATMAP_STRIDE = 16  # the default cell: 16 input pixels
-HEATMAP_STRIDES = (8, 16)  # 8: four times the cells, for defects a few input pixels across
+HEATMAP_STRIDES = tuple(s for s in CARD_STRIDES if s)  # 8: four times the cells, for defects a few input pixels across
 HEATMAP_WIDTH = 64  # channels of the dense head: ~0.1 M parameters, ~2% of Lite0's compute
 HEATMAP_PRIOR = 0.01  # initial cell probability: the head starts by saying "clear" everywhere
 

@@ -3,10 +3,10 @@
 Why: an inspection set has few *parts* (magnetic-tile's train split: about 45 defective tiles,
 each under six exposures), so a classifier can score well on train by recognising the tile
 instead of the defect, and then fails on parts it never saw. The customer's boxes and polygons
-say exactly where each defect is; pasting that patch onto a *normal* part makes a defect image whose background the model has also seen labelled normal. The only thing
-that separates the two is the defect, which breaks the part-label shortcut (the idea of
-copy-paste augmentation, Ghiasi et al. 2021, and of defect-transplant augmentation in surface
-inspection).
+say exactly where each defect is; pasting that patch onto a *normal* part makes a defect image
+whose background the model has also seen labelled normal. The only thing that separates the
+two is the defect, which breaks the part-label shortcut (the idea of copy-paste augmentation,
+Ghiasi et al. 2021, and of defect-transplant augmentation in surface inspection).
 
 The patch lands near the donor's own place (within 1/8 of the image side), not anywhere:
 where a defect sits means something (a break is a chipped tile edge, a bead defect lies on
@@ -15,10 +15,14 @@ flipped on its own for the same reason; the whole-image flips of the augmentatio
 The patch is the region's bounding box, blended with a feathered alpha (no hard seam for the
 network to learn) and shifted by the difference in brightness between the clear surroundings
 of the donor region and of the target place (exposure differs between images; a defect's
-contrast to its surroundings is what is kept). The pasted image's mask is the pasted region (its box or polygon values kept), so the
-heatmap learns it too.
-Only regions up to ``MAX_AREA_SHARE`` of the image are donors: a defect that covers half the
-part would just copy the donor part.
+contrast to its surroundings is what is kept). The pasted image's mask is the pasted region
+(its box or polygon values kept), so the heatmap learns it too. Only regions up to
+``MAX_AREA_SHARE`` of the image are donors: a defect that covers half the part would just
+copy the donor part.
+
+Measured (magnetic-tile, 256x256, three seeds): val AUROC up in every seed, test AUROC
+unchanged, test false alarms at 95% recall worse; on generated frames AUROC down. So it is
+an option (``train --paste-defects``), off by default.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from edge_sealant.checkpoint import load_trained  # noqa: E402
 from edge_sealant.data.loading import load_dataset_like  # noqa: E402
 from edge_sealant.imageset import load_images  # noqa: E402
 from edge_sealant.evaluate import card_group_by, part_groups  # noqa: E402
-from edge_sealant.metrics import bootstrap_intervals, clopper_pearson, widen  # noqa: E402
+from edge_sealant.metrics import bootstrap_intervals, clopper_pearson, grouped_rate_interval, widen  # noqa: E402
 
 DILATION = 0.02  # of the image side, as in the issue's pointing game
 SIZE_BINS = ((0.0, 0.001, "< 0.1%"), (0.001, 0.01, "0.1-1%"), (0.01, 1.01, "> 1%"))
@@ -106,16 +106,6 @@ def dilated(mask: np.ndarray, radius: int) -> np.ndarray:
         return mask
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     return cv2.dilate(mask.astype(np.uint8), kernel) > 0
-
-
-def grouped_rate_interval(hits: list[bool], groups: list[int], resamples: int = 2000, seed: int = 0) -> list[float]:
-    """95% percentile interval of a hit rate when whole groups (images of one part) are resampled."""
-    ids, inverse = np.unique(np.asarray(groups), return_inverse=True)
-    per_group_hits = np.bincount(inverse, weights=np.asarray(hits, dtype=np.float64), minlength=len(ids))
-    per_group_images = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
-    counts = np.random.default_rng(seed).multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=resamples)
-    rates = (counts @ per_group_hits) / (counts @ per_group_images)
-    return [float(v) for v in np.percentile(rates, [2.5, 97.5])]
 
 
 def localization(maps: np.ndarray, samples: list[Any], card: Any, groups: list[int] | None = None) -> dict[str, Any]:

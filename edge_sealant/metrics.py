@@ -302,6 +302,15 @@ def _group_draws(labels: np.ndarray, groups: np.ndarray):
     return draw
 
 
+def grouped_rate_interval(hits: Sequence[bool], groups: Sequence[int], resamples: int = CI_RESAMPLES, seed: int = 0, level: float = CI_LEVEL) -> list[float]:
+    """Percentile interval of a hit rate (e.g. the pointing game) when whole ``groups``
+    (images of one part) are resampled, as :func:`bootstrap_intervals` does."""
+    hits = np.asarray(hits, dtype=np.float64)
+    weights = _group_draws(np.ones(len(hits), dtype=np.int64), np.asarray(groups))(np.random.default_rng(seed), resamples)
+    rates = (weights @ hits) / weights.sum(axis=1)
+    return [float(v) for v in np.percentile(rates, [100 * (1 - level) / 2, 100 * (1 + level) / 2])]
+
+
 def n_groups(groups: Sequence[int] | None) -> int | None:
     return None if groups is None else len(set(np.asarray(groups).tolist()))
 

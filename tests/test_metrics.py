@@ -148,6 +148,15 @@ def test_grouped_intervals_widen_rates_and_keep_the_exact_bound():
         bootstrap_intervals(labels, scores, groups=parts)
 
 
+def test_grouped_rate_interval_counts_parts():
+    from edge_sealant.metrics import grouped_rate_interval
+
+    hits = np.random.default_rng(2).random(60) < 0.8
+    alone = grouped_rate_interval(hits, np.arange(60))
+    assert alone == grouped_rate_interval(np.repeat(hits, 6), np.repeat(np.arange(60), 6))  # six photographs, one part
+    assert alone[0] < hits.mean() < alone[1]
+
+
 def test_fpr_at_recall_reads_the_split_own_roc():
     from edge_sealant.metrics import fpr_at_recall
 

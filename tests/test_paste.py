@@ -80,18 +80,19 @@ def test_dataset_turns_the_asked_share_of_normals_into_defects():
     images, masks, labels, known = _arrays()
     samples = [type("S", (), {"label": int(v), "has_geometry": True})() for v in labels]
     loaded = LoadedImages(images, samples, [], masks)
-    paster = DefectPaster(images, masks, labels, known)
+    pasters = {share: DefectPaster(images, masks, labels, known, share) for share in (0.0, 0.5, 1.0)}
     torch.manual_seed(0)
-    everything = ArrayDataset(loaded, None, paste_share=1.0, paster=paster)
+    everything = ArrayDataset(loaded, None, paster=pasters[1.0])
     for index in (2, 3):
         image, label, mask, is_known = everything[index]
         assert float(label) == 1.0 and bool(mask.any()) and bool(is_known)
     image, label, mask, _ = everything[1]  # defects stay what they were
     assert float(label) == 1.0 and torch.equal(mask, torch.from_numpy(masks[1]))
-    nothing = ArrayDataset(loaded, None, paste_share=0.0, paster=paster)
+    nothing = ArrayDataset(loaded, None, paster=pasters[0.0])
     assert float(nothing[2][1]) == 0.0 and not bool(nothing[2][2].any())
+    assert float(ArrayDataset(loaded, None)[2][1]) == 0.0  # no paster: nothing pasted
     torch.manual_seed(0)
-    half = ArrayDataset(loaded, None, paste_share=0.5, paster=paster)
+    half = ArrayDataset(loaded, None, paster=pasters[0.5])
     pasted = sum(float(half[2 + k % 2][1]) for k in range(400))
     assert 150 < pasted < 250
 

@@ -197,7 +197,7 @@ def find_taps(backbone: nn.Module, family: str, stride: int = HEATMAP_STRIDE) ->
     if index < 0 or (stride == 8 and index8 < 0):
         raise ValueError(f"no stride-{stride} stage found in the {family} backbone")
     if stride == 16:
-        return Taps(index, int(channels16), int(channels32))
+        index8, channels8 = -1, 0  # found, but not used
     return Taps(index, int(channels16), int(channels32), index8, int(channels8))
 
 

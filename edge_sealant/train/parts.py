@@ -46,18 +46,16 @@ def augmentation() -> Any:
 class ArrayDataset(torch.utils.data.Dataset):
     """Preloaded uint8 images -> (uint8 C x H x W tensor, float label); with defect masks,
     also (H x W uint8 mask, whether the mask is known), moved by the same flips and affine,
-    and, with a ``paster`` (:class:`edge_sealant.train.paste.DefectPaster`), ``paste_share``
+    and, with a ``paster`` (:class:`edge_sealant.train.paste.DefectPaster`), its ``share``
     of the normal images turned into defect images before the augmentation."""
 
-    def __init__(self, loaded: LoadedImages, transform: Any = None, paste_share: float = 0.0, paster: Any = None):
+    def __init__(self, loaded: LoadedImages, transform: Any = None, paster: Any = None):
         self.images = loaded.images
         self.labels = loaded.labels
         self.masks = loaded.masks
         self.known = loaded.has_geometry if loaded.masks is not None else None
         self.transform = transform
-        # defect copy-paste (train.paste): this share of normal images with known masks become defects
-        self.paste_share = paste_share if paster else 0.0
-        self.paster = paster
+        self.paster = paster  # defect copy-paste (train.paste), or None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -72,7 +70,7 @@ class ArrayDataset(torch.utils.data.Dataset):
                 image = self.transform(image)
             return image.as_subclass(torch.Tensor), label
         pixels, mask_array = self.images[index], self.masks[index]
-        if self.paste_share and self.labels[index] == 0 and self.known[index] and float(torch.rand(())) < self.paste_share:
+        if self.paster is not None and self.labels[index] == 0 and self.known[index] and float(torch.rand(())) < self.paster.share:
             # torch's generator, so the draws follow the epoch's seed like the other augmentations
             rng = np.random.default_rng(int(torch.randint(2**31, ())))
             pixels, mask_array = self.paster.paste(pixels, rng, mask_array)

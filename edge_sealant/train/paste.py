@@ -75,11 +75,12 @@ class DefectPaster:
     """Turns a normal image into a defect image by pasting a donor region (see module doc).
 
     ``images`` (N x H x W x 3 uint8) and ``masks`` (N x H x W uint8) are the training arrays;
-    :meth:`paste` returns new arrays and never changes them.
+    :meth:`paste` returns new arrays and never changes them. ``share``: the share of normal
+    images the training data set turns into defect images with it.
     """
 
-    def __init__(self, images: np.ndarray, masks: np.ndarray, labels: np.ndarray, known: np.ndarray):
-        self.images, self.masks = images, masks
+    def __init__(self, images: np.ndarray, masks: np.ndarray, labels: np.ndarray, known: np.ndarray, share: float = SUGGESTED_SHARE):
+        self.images, self.masks, self.share = images, masks, share
         self.patches = donor_patches(masks, labels, known)
 
     def __bool__(self) -> bool:

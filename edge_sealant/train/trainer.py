@@ -215,18 +215,19 @@ class Trainer:
         if self.train_set.masks is None:
             self.progress.warning("--paste-defects ignored: the train labels have no boxes or polygons to paste")
             return None
-        paster = DefectPaster(self.train_set.images, self.train_set.masks, self.train_set.labels, self.train_set.has_geometry)
+        loaded = self.train_set
+        paster = DefectPaster(loaded.images, loaded.masks, loaded.labels, loaded.has_geometry, self.options.paste_defects)
         if not paster:
             self.progress.warning("--paste-defects ignored: no defect region is small enough to move (<= 25% of the image)")
             return None
-        self.progress.message(f"defect copy-paste: {len(paster.patches)} regions onto {self.options.paste_defects:.0%} of normal images")
+        self.progress.message(f"defect copy-paste: {len(paster.patches)} regions onto {paster.share:.0%} of normal images")
         return paster
 
     def loader(self, epoch: int) -> tuple[torch.utils.data.DataLoader, np.ndarray]:
         rng = np.random.default_rng([self.options.seed, epoch])
         indices = epoch_indices(self.train_set.labels, self.options.balance, rng)
         torch.manual_seed(self.options.seed * 100_003 + epoch)  # augmentation draws, resumable
-        dataset = ArrayDataset(self.train_set, self.transform, self.options.paste_defects, self.paster)
+        dataset = ArrayDataset(self.train_set, self.transform, self.paster)
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_size=self.options.batch_size,

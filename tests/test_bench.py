@@ -132,6 +132,31 @@ def test_fail_on_drop_gate_exits_1_with_one_line(tiny, monkeypatch):
     assert ok.exit_code == 0, ok.output
 
 
+def test_the_split_is_grouped_once_and_every_row_resamples_those_parts(tiny, monkeypatch):
+    import edge_sealant.evaluate as evaluate
+
+    run, data = tiny
+    calls, seen = [], []
+    real_groups, real_report = evaluate.part_groups, evaluate.report
+
+    def counting_groups(samples, group_by=None):
+        calls.append(len(samples))
+        return real_groups(samples, group_by)
+
+    def recording_report(loaded, scores, card, root=None, groups=None):
+        seen.append(groups)
+        return real_report(loaded, scores, card, root=root, groups=groups)
+
+    monkeypatch.setattr(evaluate, "part_groups", counting_groups)
+    monkeypatch.setattr(evaluate, "report", recording_report)
+    options = bench.BenchOptions(run=run, data=data, backends=["torch", "openvino"], precisions=["fp32", "int8"],
+                                 threads=1, iterations=3, warmup=1, e2e=False)
+    result = bench.run_bench(options)
+    assert len([r for r in result.rows if not r["timing_only"]]) == 3  # torch, OV FP32, OV INT8
+    assert len(calls) == 1  # not once per row
+    assert len(seen) == 3 and all(g is not None and len(g) == len(seen[0]) for g in seen)
+
+
 def test_drop_gate_compares_int8_with_fp32_of_the_same_backend():
     def row(backend, precision, auroc):
         return {"backend": backend, "precision": precision, "auroc": auroc, "label": f"{backend} {precision}", "timing_only": False}

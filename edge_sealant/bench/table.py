@@ -223,14 +223,17 @@ def bench_row(
     threads: int,
     preprocess_ms: float,
     log: Log,
+    group_of: dict[Any, int] | None = None,
 ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
     """Accuracy (evaluate.score/report), size, latency, throughput and end-to-end of one row.
 
+    ``group_of`` maps an image path to its part (:func:`edge_sealant.evaluate.part_groups`),
+    computed once for all rows; without it the row groups its split itself.
     Returns the row and its (labels, scores) for the ROC plot.
     """
     row = empty_row(spec)
     backend = open_row_backend(spec, run, threads, hint="LATENCY")
-    loaded, scores = _add_accuracy(row, backend, samples)
+    loaded, scores = _add_accuracy(row, backend, samples, group_of)
     row["size_mb"] = round(model_size_mb(spec.path), 3)
     row["inference_precision"] = inference_precision(backend) or spec.ov_inference_precision
     _add_latency(row, backend, loaded.images, options)
@@ -246,12 +249,13 @@ def bench_row(
     return row, (loaded.labels, scores)
 
 
-def _add_accuracy(row: dict[str, Any], backend: Any, samples: Sequence[Any]) -> tuple[Any, np.ndarray]:
+def _add_accuracy(row: dict[str, Any], backend: Any, samples: Sequence[Any], group_of: dict[Any, int] | None) -> tuple[Any, np.ndarray]:
     """Score the split like ``edge-sealant evaluate`` and put its figures in ``row``."""
     from edge_sealant.evaluate import report, score
 
     loaded, scores = score(backend, samples)
-    metrics = report(loaded, scores, backend.card)
+    groups = None if group_of is None else [group_of[s.path] for s in loaded.samples]
+    metrics = report(loaded, scores, backend.card, groups=groups)
     row.update({key: metrics[key] for key in ACCURACY_KEYS})
     row["threshold"] = metrics["threshold"]
     return loaded, scores
@@ -324,6 +328,7 @@ def drop_gate(rows: Sequence[dict[str, Any]], max_drop: float) -> list[str]:
 def run_bench(options: BenchOptions, log: Log = lambda message: None) -> BenchResult:
     """Measure every selected row of ``options.run`` on ``options.split`` of ``options.data``."""
     from edge_sealant.data.loading import load_dataset_like
+    from edge_sealant.evaluate import card_group_by, part_groups
 
     run = Path(options.run)
     card = ModelCard.load(run)
@@ -335,9 +340,10 @@ def run_bench(options: BenchOptions, log: Log = lambda message: None) -> BenchRe
     preprocess_ms = measure_preprocess([s.path for s in samples], card, options.iterations)
     header["preprocess_ms"] = preprocess_ms
     log(f"{len(specs)} rows on {header['cpu']} with {threads} threads; preprocessing {preprocess_ms:.2f} ms/image")
+    group_of = dict(zip((s.path for s in samples), part_groups(samples, card_group_by(card))))  # once, not per row
     rows, curves = [], {}
     for spec in specs:
-        row, curve = bench_row(spec, run, samples, options, threads, preprocess_ms, log)
+        row, curve = bench_row(spec, run, samples, options, threads, preprocess_ms, log, group_of)
         rows.append(row)
         curves[spec.label] = curve
     if options.reference:

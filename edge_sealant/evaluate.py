@@ -15,7 +15,7 @@ from edge_sealant.card import ModelCard, atomic_write_text
 from edge_sealant.data.types import Sample
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages, load_images
-from edge_sealant.metrics import binary_metrics, fpr_at_recall, operating_point_warnings, recall_per_class, threshold_choice, with_intervals
+from edge_sealant.metrics import auroc_per_class, binary_metrics, fpr_at_recall, operating_point_warnings, recall_per_class, threshold_choice, with_intervals
 from edge_sealant.runtime.protocol import Backend, Outputs
 
 
@@ -71,7 +71,7 @@ def report(
     loaded: LoadedImages, scores: np.ndarray, card: ModelCard, root: Path | None = None, groups: Sequence[int] | None = None
 ) -> dict[str, Any]:
     """All metrics at the card's threshold with 95% intervals (resampling parts: ``groups``,
-    default :func:`part_groups`), per-class recall and the misclassified files."""
+    default :func:`part_groups`), per-class recall and AUROC, and the misclassified files."""
     labels = loaded.labels
     threshold = card.threshold
     groups = part_groups(loaded.samples, card_group_by(card)) if groups is None else groups
@@ -91,6 +91,7 @@ def report(
     metrics.update(
         threshold_policy=card.threshold_policy,
         recall_per_class=recall_per_class(classes, labels, scores, threshold),
+        auroc_per_class=auroc_per_class(classes, labels, scores, groups),
         missed_defects=[{"file": f, "probability": p} for f, p in sorted(misses, key=lambda m: m[1])],
         false_alarms=[{"file": f, "probability": p} for f, p in sorted(alarms, key=lambda m: -m[1])],
         skipped=loaded.skipped,

@@ -445,3 +445,31 @@ def recall_per_class(class_sets: Sequence[Sequence[str]], labels: Sequence[int],
     for entry in out.values():
         entry["recall"] = entry["detected"] / entry["images"]
     return dict(sorted(out.items()))
+
+
+def auroc_per_class(
+    class_sets: Sequence[Sequence[str]], labels: Sequence[int], scores: Sequence[float], groups: Sequence[int] | None = None
+) -> dict[str, dict[str, Any]]:
+    """For each YOLO defect class: AUROC of its defect images against all normal images.
+
+    The overall AUROC hides which defect the model cannot rank: one class seen on a few parts
+    in training (e.g. a crack running along the surface texture) can hold a split's AUROC down
+    on its own. With ``groups`` the interval resamples parts, and ``parts`` counts the class's.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    group_ids = None if groups is None else np.asarray(groups)
+    normal = labels == 0
+    out: dict[str, dict[str, Any]] = {}
+    if not normal.any():
+        return out
+    for name in sorted({c for classes, label in zip(class_sets, labels) if label == 1 for c in classes}):
+        holds = np.array([label == 1 and name in classes for classes, label in zip(class_sets, labels)])
+        keep = holds | normal
+        subset = binary_metrics(labels[keep], scores[keep], 0.5)
+        boot = bootstrap_intervals(labels[keep], scores[keep], groups=None if group_ids is None else group_ids[keep])
+        entry = {"images": int(holds.sum()), "auroc": subset["auroc"], "auroc_ci": boot["auroc"]}
+        if group_ids is not None:
+            entry["parts"] = n_groups(group_ids[holds])
+        out[name] = entry
+    return out

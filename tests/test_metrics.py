@@ -72,6 +72,31 @@ def test_recall_per_class():
     }
 
 
+def test_auroc_per_class_ranks_each_class_against_all_normals_and_counts_its_parts():
+    from edge_sealant.metrics import auroc_per_class
+
+    rng = np.random.default_rng(0)
+    normal = rng.uniform(0.0, 0.6, 60)
+    gap = rng.uniform(0.7, 1.0, 12)  # ranked above every normal image
+    crack = np.repeat([0.05, 0.25, 0.4, 0.55], 3) + rng.uniform(0, 0.02, 12)  # 4 parts: each ranks as one
+    classes = [()] * 60 + [("gap",)] * 12 + [("crack",)] * 12
+    labels = [0] * 60 + [1] * 24
+    scores = np.concatenate([normal, gap, crack])
+    groups = list(range(60)) + [100 + i // 6 for i in range(12)] + [200 + i // 3 for i in range(12)]
+    out = auroc_per_class(classes, labels, scores, groups)
+    assert set(out) == {"crack", "gap"}
+    assert out["gap"]["auroc"] == 1.0 and out["gap"]["images"] == 12 and out["gap"]["parts"] == 2
+    assert out["crack"]["parts"] == 4
+    assert 0.3 < out["crack"]["auroc"] < 0.7
+    lo, hi = out["crack"]["auroc_ci"]
+    assert lo <= out["crack"]["auroc"] <= hi
+    # 12 images of 4 parts are weaker evidence than 12 independent images: a wider interval
+    independent = auroc_per_class(classes, labels, scores, list(range(84)))["crack"]["auroc_ci"]
+    assert hi - lo > (independent[1] - independent[0])
+    assert "parts" not in auroc_per_class(classes, labels, scores)["gap"]
+    assert auroc_per_class([("gap",)], [1], [0.5]) == {}  # no normal images: nothing to rank against
+
+
 # ------------------------------------------------------------------------------ intervals
 from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 

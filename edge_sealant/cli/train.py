@@ -173,7 +173,7 @@ def render_metrics(metrics: dict[str, Any], console: Console) -> None:
     if role in ROLE_NOTES:
         console.print(f"[bold yellow]{metrics['split']} is a {role} split:[/] {ROLE_NOTES[role]}", highlight=False)
     if metrics["recall_per_class"]:
-        console.print(_per_class_table(metrics["recall_per_class"]))
+        console.print(_per_class_table(metrics["recall_per_class"], metrics.get("auroc_per_class") or {}))
     roc = metrics.get("roc_at_recall")
     if roc:
         console.print(
@@ -213,10 +213,12 @@ def _headline_table(metrics: dict[str, Any], role: str) -> Table:
     return table
 
 
-def _per_class_table(recall_per_class: dict[str, Any]) -> Table:
-    table = Table(title="defect recall per YOLO class")
-    for column in ("class", "images", "caught", "recall"):
+def _per_class_table(recall_per_class: dict[str, Any], auroc_per_class: dict[str, Any]) -> Table:
+    table = Table(title="per YOLO defect class: recall at the threshold, AUROC against all normal images")
+    for column in ("class", "images", "parts", "caught", "recall", "AUROC [95% CI]"):
         table.add_column(column, justify="right" if column != "class" else "left")
     for name, entry in recall_per_class.items():
-        table.add_row(name, str(entry["images"]), str(entry["detected"]), f"{entry['recall']:.3f}")
+        ranked = auroc_per_class.get(name, {})
+        auroc = format_with_ci(ranked.get("auroc"), ranked.get("auroc_ci"), 3)
+        table.add_row(name, str(entry["images"]), _fmt(ranked.get("parts")), str(entry["detected"]), f"{entry['recall']:.3f}", auroc)
     return table

@@ -10,9 +10,14 @@ split this reports, for each run (torch FP32 scores):
 * image-level AUROC with its 95% interval;
 * defect recall at the threshold that flags 5% of the normal test frames (the highest
   threshold whose false-alarm rate is <= 5%), for all defect frames and for those whose
-  largest defect box covers less than 0.1% of the frame, with Clopper-Pearson intervals.
+  largest defect box covers less than 0.1% of the frame, with Clopper-Pearson intervals;
+* for each boxes run, its recall gain over the image-only run on the same frames, with a
+  paired bootstrap interval (frames resampled, both thresholds re-chosen in every resample).
 
     python benchmarks/small_defects.py DATA --image-run RUN_A --boxes-run RUN_B
+
+``--split all`` scores every frame of DATA: for a set generated with another ``--seed``,
+none of which any run saw, large enough that the small defects decide something.
 """
 
 from __future__ import annotations
@@ -39,11 +44,17 @@ def largest_area(sample: Any) -> float:
     return max((r.points[2] * r.points[3] for r in sample.regions if r.kind == "box"), default=0.0)
 
 
+def budget_threshold(normal_scores: np.ndarray) -> float:
+    """The highest threshold flagging <= 5% of these normal frames."""
+    normal = np.sort(normal_scores)
+    allowed = int(np.floor(FALSE_ALARM_BUDGET * len(normal)))
+    return float(np.nextafter(normal[-allowed - 1], np.inf)) if allowed < len(normal) else float(normal[0])
+
+
 def recall_at_budget(labels: np.ndarray, scores: np.ndarray, subset: np.ndarray) -> dict[str, Any]:
     """Recall of the defect frames in ``subset`` at the threshold flagging <= 5% of normal frames."""
     normal = np.sort(scores[labels == 0])
-    allowed = int(np.floor(FALSE_ALARM_BUDGET * len(normal)))
-    threshold = float(np.nextafter(normal[-allowed - 1], np.inf)) if allowed < len(normal) else float(normal[0])
+    threshold = budget_threshold(normal)
     caught = int(np.sum(scores[subset] >= threshold))
     total = int(subset.sum())
     return {"threshold": threshold, "false_alarm_rate": float(np.mean(normal >= threshold)),
@@ -51,7 +62,32 @@ def recall_at_budget(labels: np.ndarray, scores: np.ndarray, subset: np.ndarray)
             "recall_ci": clopper_pearson(caught, total) if total else None}
 
 
-def evaluate(run: Path, data: Path) -> dict[str, Any]:
+def paired_recall_gain(
+    labels: np.ndarray, base: np.ndarray, other: np.ndarray, subset: np.ndarray, resamples: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """``other``'s recall at 5% FPR minus ``base``'s on the defect frames of ``subset``, with a
+    paired bootstrap interval: the same frames are redrawn for both runs, normal frames and
+    subset frames separately, and each run's threshold is re-chosen on the redrawn normals."""
+    normal, defects = np.flatnonzero(labels == 0), np.flatnonzero(subset)
+    if not len(defects):
+        return {"gain": None, "gain_ci": None}
+
+    def gain(n_idx: np.ndarray, d_idx: np.ndarray) -> float:
+        return float(np.mean(other[d_idx] >= budget_threshold(other[n_idx])) - np.mean(base[d_idx] >= budget_threshold(base[n_idx])))
+
+    rng = np.random.default_rng(seed)
+    draws = [gain(rng.choice(normal, len(normal)), rng.choice(defects, len(defects))) for _ in range(resamples)]
+    return {"gain": gain(normal, defects), "gain_ci": [float(v) for v in np.percentile(draws, [2.5, 97.5])]}
+
+
+def split_samples(dataset: Any, split: str) -> list[Any]:
+    if split == "all":
+        return [s for name in dataset.splits for s in dataset.split(name)]
+    return list(dataset.split(split))
+
+
+def evaluate(run: Path, data: Path, split: str = "test") -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
+    """The run's figures, and (labels, scores, small-defect mask) for the paired comparison."""
     from sklearn.metrics import roc_auc_score
 
     from edge_sealant.data.loading import load_dataset_like
@@ -60,10 +96,10 @@ def evaluate(run: Path, data: Path) -> dict[str, Any]:
 
     backend = TorchBackend.from_run(run)
     dataset = load_dataset_like(data, backend.card.data_summary)
-    loaded, scores = score(backend, dataset.split("test"))
+    loaded, scores = score(backend, split_samples(dataset, split))
     labels = loaded.labels
     small = np.array([s.label == 1 and largest_area(s) < SMALL for s in loaded.samples])
-    return {
+    figures = {
         "run": str(run),
         "model": backend.card.model,
         "input_size": list(backend.card.input_size),
@@ -73,7 +109,9 @@ def evaluate(run: Path, data: Path) -> dict[str, Any]:
         "auroc_ci": bootstrap_intervals(labels, scores).get("auroc"),
         "all_defects": recall_at_budget(labels, scores, labels == 1),
         "small_defects": recall_at_budget(labels, scores, small),
+        "frames": [str(s.path) for s in loaded.samples],
     }
+    return figures, labels, scores, small
 
 
 def markdown(payload: dict[str, Any]) -> str:
@@ -86,7 +124,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# Small defects on 2532x824 frames ({payload['date']})",
         "",
-        f"{payload['data']} (test split), {payload['cpu']['cpu']} ({', '.join(k for k, v in payload['cpu']['isa'].items() if v)}). "
+        f"{payload['data']} ({payload.get('split', 'test')} split{'s' if payload.get('split') == 'all' else ''}), {payload['cpu']['cpu']} ({', '.join(k for k, v in payload['cpu']['isa'].items() if v)}). "
         f"Recall at the threshold flagging <= {FALSE_ALARM_BUDGET:.0%} of the normal test frames; 'small': largest defect box "
         f"< {SMALL:.1%} of the frame. Intervals: 95%, stratified bootstrap (AUROC), Clopper-Pearson (recall).",
         "",
@@ -99,6 +137,14 @@ def markdown(payload: dict[str, Any]) -> str:
             f"| {Path(r['run']).name} | {r['supervision']} | {r.get('heatmap_stride') or '-'} | {r['input_size'][0]}x{r['input_size'][1]} | "
             f"{r['auroc']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}] | {rate(r['all_defects'])} | {rate(r['small_defects'])} |"
         )
+    gains = [r for r in payload["runs"] if "gain_over_image" in r]
+    if gains:
+        lines += ["", "Recall gain over the image-only run, same frames (paired bootstrap, 2000 resamples, 95%):", "",
+                  "| run | all defects | small defects |", "|---|---|---|"]
+        for r in gains:
+            cells = [f"{g['gain']:+.3f} [{g['gain_ci'][0]:+.3f}, {g['gain_ci'][1]:+.3f}]" if g["gain"] is not None else "-"
+                     for g in (r["gain_over_image"]["all_defects"], r["gain_over_image"]["small_defects"])]
+            lines.append(f"| {Path(r['run']).name} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -109,10 +155,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boxes-run", type=Path, required=True, action="append", help="repeat to compare several (e.g. heatmap strides)")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--name", default="small-defects", help="results file name after date and CPU")
+    parser.add_argument("--split", default="test", help="split to score, or 'all' for a set no run saw (default test)")
     args = parser.parse_args(argv)
     cpu = cpu_info()
-    payload = {"date": date.today().isoformat(), "data": str(args.data), "cpu": cpu,
-               "runs": [evaluate(run, args.data) for run in [args.image_run, *args.boxes_run]]}
+    image, labels, base, small = evaluate(args.image_run, args.data, args.split)
+    runs = [image]
+    for run in args.boxes_run:
+        figures, run_labels, scores, _ = evaluate(run, args.data, args.split)
+        if figures["frames"] != image["frames"] or not np.array_equal(run_labels, labels):
+            raise SystemExit(f"{run} scored other frames than {args.image_run}: cannot pair them")
+        figures["gain_over_image"] = {"all_defects": paired_recall_gain(labels, base, scores, labels == 1),
+                                      "small_defects": paired_recall_gain(labels, base, scores, small)}
+        runs.append(figures)
+    for figures in runs:
+        figures.pop("frames")
+    payload = {"date": date.today().isoformat(), "data": str(args.data), "split": args.split, "cpu": cpu, "runs": runs}
     stem = result_stem(payload["date"], cpu["cpu"], args.name)
     write_result_files(args.results, stem, payload, markdown(payload))
     print(markdown(payload))

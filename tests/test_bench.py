@@ -225,3 +225,24 @@ def test_magnetic_tile_script_smoke(tmp_path, repo_root):
     assert payload["e2e"]["frame"] == [2532, 824] and payload["e2e"]["e2e_ips"] > 0
     text = md.read_text()
     assert "## Resolution trade-off" in text and "## End to end on customer-size frames" in text
+
+
+def test_small_defects_paired_gain_re_chooses_both_thresholds(repo_root):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("small_defects", repo_root / "benchmarks" / "small_defects.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 200 + [1] * 100)
+    normal = rng.uniform(0, 1, 200)
+    assert np.mean(normal >= script.budget_threshold(normal)) <= 0.05
+    assert np.mean(normal >= script.budget_threshold(normal)) >= 0.04  # the highest such threshold
+    base = np.concatenate([normal, rng.uniform(0.5, 1.0, 100)])  # about a tenth of the defects above 5% FPR
+    better = np.concatenate([normal, rng.uniform(0.995, 1.0, 100)])  # every defect above it
+    every = labels == 1
+    out = script.paired_recall_gain(labels, base, better, every, resamples=300)
+    assert 0.8 < out["gain"] < 0.95 and out["gain_ci"][0] > 0.7
+    same = script.paired_recall_gain(labels, base, base, every, resamples=300)
+    assert same["gain"] == 0.0 and same["gain_ci"] == [0.0, 0.0]  # pairing: a run never differs from itself
+    assert script.paired_recall_gain(labels, base, better, np.zeros(300, bool))["gain"] is None

@@ -128,6 +128,34 @@ def test_augmentation_moves_the_mask_with_the_image():
         assert (bright ^ marked).sum() <= 0.25 * marked.sum() + 8, "mask left the defect"
 
 
+def test_quarter_turns_move_the_mask_with_the_image_and_need_a_square_input():
+    from edge_sealant.imageset import LoadedImages
+    from edge_sealant.data.types import Region, Sample
+    from edge_sealant.errors import EdgeSealantError
+    from edge_sealant.train.options import TrainOptions
+    from edge_sealant.train.parts import RandomTranspose
+    from torchvision import tv_tensors
+
+    image = np.zeros((1, 32, 32, 3), np.uint8)
+    image[0, 2:30, 4:8] = 255  # a tall thin bar: a transpose lays it down
+    mask = (image[..., 0] > 0).astype(np.uint8)
+    sample = Sample(path=__file__, label=1, regions=(Region("x", "box", (0.2, 0.5, 0.1, 0.9)),))
+    data = ArrayDataset(LoadedImages(image, [sample], [], mask), augmentation(quarter_turns=True))
+    torch.manual_seed(0)
+    lying = 0
+    for _ in range(40):
+        pixels, _, moved, _ = data[0]
+        bright = pixels.float().mean(0) > 128
+        assert (bright ^ (moved > 0)).sum() <= 0.25 * (moved > 0).sum() + 8, "mask left the defect"
+        rows, cols = np.nonzero(bright.numpy())
+        lying += int(np.ptp(cols) > np.ptp(rows))
+    assert 8 < lying < 32  # turned about half of the time
+    with pytest.raises(EdgeSealantError, match="square"):
+        RandomTranspose(p=1.0)(tv_tensors.Image(torch.zeros(3, 8, 4)))
+    with pytest.raises(EdgeSealantError, match="square --imgsz"):
+        TrainOptions(data="d", out="o", imgsz=(64, 32), quarter_turns=True)
+
+
 @pytest.fixture(scope="module")
 def box_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "ds"

@@ -39,6 +39,7 @@ class TrainOptions:
     pretrained: str = "imagenet"
     balance: str = "weighted-sampler"
     augment: bool = True
+    quarter_turns: bool = False  # also transpose at random (square inputs): defects with no direction of their own
     patience: int = 5
     threshold_policy: str = DEFAULT_POLICY
     normal_classes: Optional[list[str]] = None
@@ -110,6 +111,8 @@ class TrainOptions:
             if not (isinstance(self.imgsz, (list, tuple)) and len(self.imgsz) == 2):
                 raise EdgeSealantError(f"--imgsz {self.imgsz!r} is not HxW (e.g. 512x192)")
             self.imgsz = parse_size("x".join(str(v) for v in self.imgsz))
+            if self.quarter_turns and self.imgsz[0] != self.imgsz[1]:
+                raise EdgeSealantError(f"--quarter-turns needs a square --imgsz, got {self.imgsz[0]}x{self.imgsz[1]}")
         if not isinstance(self.threshold_policy, str):
             raise EdgeSealantError(f"--threshold-policy {self.threshold_policy!r} is not a policy ({POLICY_HELP})")
         parse_policy(self.threshold_policy)  # fail before hours of training, not after

@@ -28,12 +28,17 @@ def pick_device(name: str) -> torch.device:
         raise EdgeSealantError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:0, auto)") from None
 
 
-def augmentation() -> Any:
-    """Inspection-safe augmentation: geometry and photometry a line camera really varies in."""
+def augmentation(quarter_turns: bool = False) -> Any:
+    """Inspection-safe augmentation: geometry and photometry a line camera really varies in.
+
+    ``quarter_turns`` (square inputs) adds a random transpose: with the two flips, all eight
+    quarter turns and mirrors, for defects that have no direction of their own on the part.
+    """
     from torchvision.transforms import v2
 
     return v2.Compose(
         [
+            *([RandomTranspose()] if quarter_turns else []),
             v2.RandomHorizontalFlip(),
             v2.RandomVerticalFlip(),
             v2.RandomApply([v2.RandomAffine(degrees=3, translate=(0.03, 0.03), scale=(0.95, 1.05))], p=0.5),
@@ -41,6 +46,33 @@ def augmentation() -> Any:
             v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 1.0))], p=0.2),
         ]
     )
+
+
+def _transform_base() -> type:
+    from torchvision.transforms import v2
+
+    return v2.Transform
+
+
+class RandomTranspose(_transform_base()):
+    """Swap rows and columns of the image and its mask together, with probability ``p``
+    (square inputs only: the shape must not change)."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = p
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"apply": bool(torch.rand(()) < self.p)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        from torchvision import tv_tensors
+
+        if not params["apply"] or not isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)):
+            return inpt
+        if inpt.shape[-1] != inpt.shape[-2]:
+            raise EdgeSealantError(f"quarter turns need a square input, got {inpt.shape[-2]}x{inpt.shape[-1]}")
+        return tv_tensors.wrap(inpt.transpose(-1, -2).contiguous(), like=inpt)
 
 
 class ArrayDataset(torch.utils.data.Dataset):

@@ -203,7 +203,9 @@ class Trainer:
         )
         if labels.min() == labels.max() or (self.val_set is not None and self.val_set.labels.min() == self.val_set.labels.max()):
             raise EdgeSealantError("train and val splits both need normal and defect images")
-        self.transform = augmentation() if self.options.augment else None
+        if self.options.quarter_turns and self.card.height != self.card.width:
+            raise EdgeSealantError(f"--quarter-turns needs a square input; this run's is {self.card.height}x{self.card.width} (set --imgsz)")
+        self.transform = augmentation(self.options.quarter_turns) if self.options.augment else None
         self.paster = self._defect_paster()
         positives = max(1, int(labels.sum()))
         pos_weight = (len(labels) - positives) / positives if self.options.balance == "weighted-loss" else 1.0

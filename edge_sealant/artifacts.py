@@ -7,6 +7,7 @@
       best.pt, last.pt             checkpoints (weights_only-safe)
       training_curves.png
       eval/<split>/                evaluate: metrics.json + PNGs
+      folds/oof.csv                --folds: every train+val image's out-of-fold probability
       onnx/fp32/model.onnx         + run.json (card with backend/precision)
       onnx/int8/model.onnx
       openvino/fp32/model.xml|bin  FP32 weights (saved with compress_to_fp16=False)
@@ -22,6 +23,7 @@ from pathlib import Path
 BACKEND_SUFFIX = {"onnxruntime": ".onnx", "openvino": ".xml"}
 BACKEND_FOLDER = {"onnxruntime": "onnx", "openvino": "openvino"}
 PRECISIONS = ("fp32", "fp16", "int8")
+OOF_SCORES = Path("folds") / "oof.csv"  # relative to the run folder
 
 
 def artifact_path(run: str | Path, backend: str, precision: str) -> Path:

@@ -124,6 +124,25 @@ def retune_threshold(backend: Backend, val: Sequence[Sample], policy_text: str) 
     return threshold_choice(loaded.labels, scores, policy_text).to_dict()
 
 
+def oof_threshold(run: Path, policy_text: str) -> dict[str, Any]:
+    """Re-choose a ``--folds`` run's threshold on its out-of-fold scores (``folds/oof.csv``:
+    every train+val image scored by the fold model that never saw it), as training did."""
+    import csv
+
+    from edge_sealant.artifacts import OOF_SCORES
+
+    path = run / OOF_SCORES
+    if not path.is_file():
+        raise EdgeSealantError(
+            f"this run's model was trained on val (--folds) and {path} is missing, so there is nothing unseen to choose "
+            "a threshold on; use set-threshold, or train again with --folds and --threshold-policy"
+        )
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    labels = [int(row["label"]) for row in rows]
+    return threshold_choice(labels, [float(row["probability"]) for row in rows], policy_text).to_dict()
+
+
 def write_plots(loaded: LoadedImages, scores: np.ndarray, metrics: dict[str, Any], card: ModelCard, out: Path) -> dict[str, str]:
     from edge_sealant import plots
 
@@ -176,15 +195,13 @@ def evaluate_run(
     if threshold_policy is not None:
         if run is None:
             raise EdgeSealantError("--threshold-policy needs a run folder (use set-threshold for exported files)")
-        if split_role(card, "val") == "training":
-            raise EdgeSealantError(
-                "this run's model was trained on val (--folds), so a threshold chosen there would be optimistic; "
-                "use set-threshold, or train again with --folds and --threshold-policy"
-            )
-        operating_point = retune_threshold(backend, dataset.split("val"), threshold_policy)
+        if split_role(card, "val") == "training":  # --folds: val is in the model; its OOF scores are not
+            operating_point, chosen_on = oof_threshold(run, threshold_policy), "out-of-fold scores"
+        else:
+            operating_point, chosen_on = retune_threshold(backend, dataset.split("val"), threshold_policy), "val"
+            card.train["selection_splits"] = sorted(set(selection_splits(card)) | {"val"})
         card.threshold, card.threshold_policy = operating_point["threshold"], operating_point["policy"]
-        card.metrics["operating_point"] = {**operating_point, "chosen_on": "val"}
-        card.train["selection_splits"] = sorted(set(selection_splits(card)) | {"val"})
+        card.metrics["operating_point"] = {**operating_point, "chosen_on": chosen_on}
         card.save(run)
     loaded, scores = score(backend, dataset.split(split))
     groups = part_groups(loaded.samples, card_group_by(card))
@@ -194,7 +211,8 @@ def evaluate_run(
     metrics["role"] = split_role(card, split)
     if operating_point is not None:
         metrics["operating_point"] = operating_point
-        metrics["warnings"] = operating_point_warnings(operating_point, "val") + metrics["warnings"]
+        where = card.metrics["operating_point"]["chosen_on"]
+        metrics["warnings"] = operating_point_warnings(operating_point, where) + metrics["warnings"]
     if leak_check:
         metrics["leak_free"] = leak_free_metrics(dataset, split, loaded, scores, card.threshold, groups)
     out_dir = Path(out) if out else (run / "eval" / split if run else Path(model).parent / "eval" / split)

@@ -232,8 +232,21 @@ def test_folds_choose_epochs_and_threshold_out_of_fold(tiny_data, tmp_path):
     assert (run / "best.pt").is_file() and not (run / "folds" / "fold0" / "best.pt").exists()
     test = runner.invoke(app, ["evaluate", str(run), str(tiny_data), "--split", "val", "--json"])
     assert json.loads(test.stdout)["role"] == "training"  # the final model learnt from val
-    retune = runner.invoke(app, ["evaluate", str(run), str(tiny_data), "--threshold-policy", "youden"])
-    assert retune.exit_code == 1 and "trained on val" in retune.output
+    # a new policy is chosen on the stored out-of-fold scores, as training did, never on val
+    from edge_sealant.metrics import threshold_choice
+
+    oof_rows = [r.split(",") for r in rows[1:]]
+    expected = threshold_choice([int(r[1]) for r in oof_rows], [float(r[3]) for r in oof_rows], "youden").threshold
+    retune = runner.invoke(app, ["evaluate", str(run), str(tiny_data), "--threshold-policy", "youden", "--json"])
+    assert retune.exit_code == 0, retune.output
+    assert json.loads(retune.stdout)["threshold"] == pytest.approx(expected)
+    card = json.loads((run / "run.json").read_text())
+    assert card["threshold"] == pytest.approx(expected) and card["threshold_policy"] == "youden"
+    assert card["metrics"]["operating_point"]["chosen_on"] == "out-of-fold scores"
+    assert card["train"]["selection_splits"] == []  # val did not become a selection split
+    (run / "folds" / "oof.csv").unlink()
+    refused = runner.invoke(app, ["evaluate", str(run), str(tiny_data), "--threshold-policy", "youden"])
+    assert refused.exit_code == 1 and "trained on val" in refused.output
 
 
 def test_folds_refuse_a_time_limit(tiny_data, tmp_path):

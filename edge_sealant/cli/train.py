@@ -147,7 +147,7 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder (or an exported .xml/.onnx model).")],
     data: Annotated[Path, typer.Argument(help="YOLO data.yaml or dataset folder.")],
     split: Annotated[str, _Opt(help="Split to report on.")] = "test",
-    threshold_policy: Annotated[Optional[str], _Opt(help=f"Re-choose the threshold on val ({POLICY_HELP}) and store it in run.json.")] = None,
+    threshold_policy: Annotated[Optional[str], _Opt(help=f"Re-choose the threshold on val, or on the out-of-fold scores of a --folds run ({POLICY_HELP}), and store it in run.json.")] = None,
     out: Annotated[Optional[Path], _Opt(help="Folder for metrics.json and plots (default RUN/eval/<split>).")] = None,
     leak_check: Annotated[bool, _Opt("--leak-check/--no-leak-check", help="Also report metrics without images duplicated in other splits.")] = True,
     as_json: Annotated[bool, _Opt("--json", help="Print the metrics as one JSON object on stdout.")] = False,

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_sealant.artifacts import OOF_SCORES
 from edge_sealant.checkpoint import BEST, LAST
 from edge_sealant.imageset import LoadedImages, load_images
 from edge_sealant.metrics import binary_metrics, threshold_choice, with_intervals
@@ -82,7 +83,7 @@ def train_folds(options: TrainOptions, progress: TrainProgress | None = None) ->
     pooled = with_intervals(binary_metrics(loaded.labels, oof, choice["threshold"]), loaded.labels, oof, groups=groups)
     pooled["role"] = "selection"
     fold_aurocs = [float(curve[best]) for curve in folds_run.curves]
-    _write_oof(run / "folds" / "oof.csv", loaded, held_out, oof)
+    _write_oof(run / OOF_SCORES, loaded, held_out, oof)
     progress.message(
         f"cross-validation: epoch {best + 1} best; fold AUROC {np.mean(fold_aurocs):.4f} +- {np.std(fold_aurocs):.4f}, "
         f"pooled out-of-fold AUROC {pooled['auroc']:.4f} [{pooled['auroc_ci'][0]:.4f}, {pooled['auroc_ci'][1]:.4f}]"

@@ -306,6 +306,39 @@ def test_max_drop_needs_the_openvino_backend(tiny):
         quantize_run(run, data_yaml, backend="onnx", max_drop=0.01)
 
 
+def test_int8_threshold_is_rechosen_on_int8_val_scores_with_the_runs_policy(tiny, tmp_path, monkeypatch):
+    from edge_sealant import quantize
+    from edge_sealant.data.loading import load_dataset_like
+    from edge_sealant.evaluate import score
+    from edge_sealant.metrics import threshold_choice
+    from edge_sealant.runtime.backends import open_backend
+
+    data_yaml, run = tiny
+    monkeypatch.setitem(quantize.RECIPES, "mobilenet_v3", {"fast_bias_correction": True})  # speed; not what is tested
+    copy = _copy_run(run, tmp_path / "run")
+    card = ModelCard.load(copy)
+    card.threshold_policy = "recall@0.9"  # as training leaves it: a policy applied on val
+    card.save(copy)
+    report = quantize.quantize_run(copy, data_yaml, subset_size=12)
+    int8 = open_backend(copy / "openvino" / "int8" / "model.xml")
+    loaded, scores = score(int8, load_dataset_like(data_yaml, card.data_summary).split("val"))
+    expected = threshold_choice(loaded.labels, scores, "recall@0.9")
+    assert int8.card.threshold == pytest.approx(expected.threshold)  # embedded in the INT8 model
+    assert report["int8_threshold"]["value"] == pytest.approx(expected.threshold)
+    assert report["int8_threshold"]["operating_point"]["chosen_on"] == "val (INT8 scores)"
+    assert report["threshold"] == card.threshold  # FP32's is untouched
+    assert report["metrics"]["val"]["int8"]["recall"] >= 0.9  # INT8 measured at its own threshold
+    kept = quantize.quantize_run(copy, data_yaml, subset_size=12, keep_threshold=True, force=True)
+    assert kept["int8_threshold"]["value"] == card.threshold and kept["int8_threshold"]["operating_point"] is None
+    assert open_backend(copy / "openvino" / "int8" / "model.xml").card.threshold == card.threshold
+
+
+def test_a_hand_set_threshold_is_kept_for_int8(ov_result):
+    report, printed = ov_result  # the fixture's card has no policy: its 0.5 was set by hand
+    assert report["int8_threshold"]["value"] == report["threshold"] == 0.5
+    assert "INT8 threshold: 0.5, FP32's" in printed
+
+
 # ----------------------------------------------------------------------- accuracy control
 def test_max_drop_runs_accuracy_control_and_records_float_layers(tiny, tmp_path, monkeypatch):
     from edge_sealant import quantize

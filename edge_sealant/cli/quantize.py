@@ -22,6 +22,7 @@ def quantize_cmd(
     max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Accuracy control: keep layers in float until the val AUROC drop is <= D (absolute).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the quantize report as JSON on stdout.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing INT8 model of this backend.")] = False,
+    keep_threshold: Annotated[bool, typer.Option("--keep-threshold", help="Give the INT8 model FP32's threshold instead of re-choosing it on INT8's val scores with the run's policy.")] = False,
 ) -> None:
     """Post-training INT8 quantization with a calibration manifest and an FP32-vs-INT8 report."""
     import contextlib
@@ -34,7 +35,7 @@ def quantize_cmd(
     with stdout_to_stderr() if as_json else contextlib.nullcontext():
         report = quantize_run(
             run, data, backend=backend, subset_size=subset_size, split=split, max_drop=max_drop,
-            force=force, log=log, warn=warn,
+            force=force, keep_threshold=keep_threshold, log=log, warn=warn,
         )
     render_report(report, out)
     if as_json:
@@ -59,7 +60,10 @@ def render_report(report: dict[str, Any], out: Console) -> None:
 
     from edge_sealant.metrics import format_with_ci
 
-    table = Table(title=f"{report['model']} {report['backend']}: FP32 vs INT8 (threshold {report['threshold']:.4g})")
+    int8_threshold = (report.get("int8_threshold") or {}).get("value", report["threshold"])
+    thresholds = (f"threshold {report['threshold']:.4g}" if int8_threshold == report["threshold"]
+                  else f"thresholds FP32 {report['threshold']:.4g}, INT8 {int8_threshold:.4g}")
+    table = Table(title=f"{report['model']} {report['backend']}: FP32 vs INT8 ({thresholds})")
     for column in ("split", "n", "AUROC fp32", "AUROC int8", "drop", "acc fp32", "acc int8"):
         table.add_column(column, justify="right" if column != "split" else "left")
 

@@ -58,7 +58,7 @@ def _ignore(message: str) -> None:
 def quantize_run(
     run: str | Path, data: str | Path, backend: str = "openvino", subset_size: int = MIN_CALIBRATION_IMAGES,
     split: str = "train", max_drop: float | None = None, *, seed: int | None = None, force: bool = False,
-    log: Log = _ignore, warn: Log = _ignore,
+    keep_threshold: bool = False, log: Log = _ignore, warn: Log = _ignore,
 ) -> dict[str, Any]:
     """Quantize ``RUN``'s FP32 model to INT8, evaluate FP32 vs INT8, write model + records.
 
@@ -68,7 +68,9 @@ def quantize_run(
     and split seed. ``subset_size``: calibration images (stratified by label from ``split``).
     ``max_drop``: switch to accuracy-controlled quantization with val AUROC as the metric
     (absolute drop); layers NNCF must keep in float are listed in the manifest. ``seed``:
-    of the calibration draw (default: the run's training seed). ``log`` receives progress
+    of the calibration draw (default: the run's training seed). The INT8 model's threshold is
+    re-chosen on its own val scores with the run's policy, as FP32's was (``keep_threshold``:
+    FP32's, unchanged; also when val was not where FP32's was chosen). ``log`` receives progress
     lines and ``warn`` warnings, one plain-text message per call (both default to silence).
     Returns the report (also saved as ``quantize_report.json``); nothing is printed.
     """
@@ -88,6 +90,7 @@ def quantize_run(
     dataset = load_dataset_like(data, card.data_summary or {})
     calibration = _draw_calibration_set(dataset, card, subset_size, split, seed, log, warn)
     eval_sets = _load_report_splits(dataset, card, need_val=max_drop is not None)
+    policy = None if keep_threshold else _rechoice_policy(card, warn)
 
     # 3. Quantize with the family's recipe, the 1-output head kept in float when it says so.
     recipe = recipe_for(card.model)
@@ -100,15 +103,19 @@ def quantize_run(
         int8_card = card.replace(precision="int8", backend=backend, metrics={})
         draft = _save_draft(quantized, scratch / "draft" / target.name, int8_card, backend)
 
-        # 4. Score FP32 and INT8 the same way: f32 float execution, the card's threshold.
-        scored = score_fp32_vs_int8(source, draft, eval_sets, card.threshold, card_group_by(card))
+        # 4. Score FP32 and INT8 the same way (f32 float execution); INT8's threshold re-chosen on val.
+        scored = score_fp32_vs_int8(source, draft, eval_sets, card.threshold, card_group_by(card), policy)
         settings["inference_precision_hint"] = scored.precision_hint
+        int8_card.threshold = scored.int8_threshold
+        log(_threshold_line(card.threshold, scored))
 
         # 5. Publish model, card (INT8 metrics), manifest and report together.
         weights = weights_sizes(source, draft)
         report = _build_report(run, card, backend, source, target, calibration, settings, scored, weights, accuracy_control)
         manifest = build_manifest(calibration, card, settings, source, getattr(dataset, "root", None), backend, accuracy_control)
         int8_card.metrics = {**scored.int8, "quantization": {"fp32_vs_int8": scored.comparison, "weights_ratio": weights["ratio"]}}
+        if scored.int8_operating_point is not None:
+            int8_card.metrics["operating_point"] = scored.int8_operating_point
         report["seconds"] = round(time.perf_counter() - started, 1)
         _publish(quantized, target, int8_card, backend, {MANIFEST: _json(manifest), REPORT: _json(report)}, _reproduces(scored.checks))
 
@@ -133,6 +140,29 @@ def _check_request(run: Path, backend: str, subset_size: int, max_drop: float | 
     existing = artifact_path(run, backend, "int8")
     if existing.exists() and not force:
         raise EdgeSealantError(f"{existing} exists (made {time.ctime(existing.stat().st_mtime)}); pass --force to replace it")
+
+
+def _rechoice_policy(card: ModelCard, warn: Log) -> str | None:
+    """The policy to re-choose INT8's threshold with on val: the run's, when val chose FP32's."""
+    from edge_sealant.evaluate import split_role
+    from edge_sealant.metrics import parse_policy
+
+    if split_role(card, "val") != "selection":
+        warn("the INT8 model keeps FP32's threshold: it was not chosen on val (e.g. --folds), and INT8 has no out-of-fold scores")
+        return None
+    try:
+        parse_policy(card.threshold_policy)
+    except EdgeSealantError:
+        return None  # a threshold set by hand (no policy): kept as it is
+    return card.threshold_policy
+
+
+def _threshold_line(fp32_threshold: float, scored: Scored) -> str:
+    if scored.int8_operating_point is None:
+        return f"INT8 threshold: {fp32_threshold:.4g}, FP32's"
+    point = scored.int8_operating_point
+    return (f"INT8 threshold: {scored.int8_threshold:.4g} ({point['policy']} on INT8's val scores; FP32's {fp32_threshold:.4g}): "
+            f"val recall {point['recall']:.3f}, false-alarm rate {point['fpr']:.3f}")
 
 
 def _run_seed(card: ModelCard) -> int:
@@ -316,6 +346,8 @@ def _build_report(
         "fp32_model": str(source),
         "int8_model": str(target),
         "threshold": card.threshold,
+        "int8_threshold": {"value": scored.int8_threshold, "operating_point": scored.int8_operating_point,
+                           "chosen": "on INT8's val scores" if scored.int8_operating_point else "FP32's, kept"},
         "calibration": {"split": calibration.split, "images": len(calibration), **label_counts(calibration.labels)},
         "settings": settings,
         "metrics": scored.comparison,

@@ -21,24 +21,38 @@ class Scored:
     comparison: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> compare_metrics(fp32, int8)
     int8: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> all INT8 metrics
     checks: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # split -> (images, INT8 scores)
+    int8_threshold: float = 0.5  # the INT8 model's decision threshold (FP32's, or re-chosen on INT8's val scores)
+    int8_operating_point: dict[str, Any] | None = None  # the re-choice on val, when there was one
 
 
-def score_fp32_vs_int8(source: Path, draft: Path, eval_sets: dict[str, Any], threshold: float, group_by: str | None = None) -> Scored:
-    """Metrics with intervals of both models at ``threshold``, on every loaded split (the
-    intervals resample groups of images of one part, as ``evaluate`` does)."""
+def score_fp32_vs_int8(
+    source: Path, draft: Path, eval_sets: dict[str, Any], threshold: float, group_by: str | None = None, policy: str | None = None
+) -> Scored:
+    """Metrics with intervals of both models on every loaded split (the intervals resample
+    groups of images of one part, as ``evaluate`` does). FP32 is measured at ``threshold``;
+    INT8 too, or, with ``policy`` and a val split, at the threshold ``policy`` picks on INT8's
+    own val scores: rounding shifts the scores (on magnetic-tile INT8's were higher, and FP32's
+    threshold flagged 6-8 points more good parts), so the INT8 model gets the choice FP32 got."""
     from edge_sealant.evaluate import infer_images, part_groups
-    from edge_sealant.metrics import binary_metrics, with_intervals
+    from edge_sealant.metrics import binary_metrics, threshold_choice, with_intervals
     from edge_sealant.runtime.backends import open_backend
 
     # open_backend runs f32 (PITFALL: the CPU plugin's bf16 default would make "FP32" bf16).
     fp32_backend, int8_backend = open_backend(source), open_backend(draft)
-    scored = Scored(precision_hint=getattr(fp32_backend, "inference_precision", "f32"))
+    scored = Scored(precision_hint=getattr(fp32_backend, "inference_precision", "f32"), int8_threshold=threshold)
+    outputs = {name: (infer_images(fp32_backend, loaded.images), infer_images(int8_backend, loaded.images)) for name, loaded in eval_sets.items()}
+    if policy is not None and "val" in outputs:
+        choice = threshold_choice(eval_sets["val"].labels, outputs["val"][1].probability, policy)
+        scored.int8_threshold = choice.threshold
+        scored.int8_operating_point = {**choice.to_dict(), "chosen_on": "val (INT8 scores)"}
     for name, loaded in eval_sets.items():
-        fp32_out, int8_out = infer_images(fp32_backend, loaded.images), infer_images(int8_backend, loaded.images)
+        fp32_out, int8_out = outputs[name]
         fp32_scores, int8_scores = fp32_out.probability, int8_out.probability
         groups = part_groups(loaded.samples, group_by)
         fp32 = with_intervals(binary_metrics(loaded.labels, fp32_scores, threshold), loaded.labels, fp32_scores, groups=groups)
-        int8 = with_intervals(binary_metrics(loaded.labels, int8_scores, threshold), loaded.labels, int8_scores, groups=groups)
+        int8 = with_intervals(
+            binary_metrics(loaded.labels, int8_scores, scored.int8_threshold), loaded.labels, int8_scores, groups=groups
+        )
         scored.comparison[name] = compare_metrics(fp32, int8)
         if fp32_out.heatmap is not None and int8_out.heatmap is not None:
             defects = np.asarray(loaded.labels) == 1

@@ -31,8 +31,8 @@ def score_fp32_vs_int8(
     """Metrics with intervals of both models on every loaded split (the intervals resample
     groups of images of one part, as ``evaluate`` does). FP32 is measured at ``threshold``;
     INT8 too, or, with ``policy`` and a val split, at the threshold ``policy`` picks on INT8's
-    own val scores: rounding shifts the scores (on magnetic-tile INT8's were higher, and FP32's
-    threshold flagged 6-8 points more good parts), so the INT8 model gets the choice FP32 got."""
+    own val scores: rounding shifts the scores (on magnetic-tile INT8's ran higher, and FP32's
+    threshold flagged up to 8.5 points more good parts), so the INT8 model gets the choice FP32 got."""
     from edge_sealant.evaluate import infer_images, part_groups
     from edge_sealant.metrics import binary_metrics, threshold_choice, with_intervals
     from edge_sealant.runtime.backends import open_backend

@@ -125,10 +125,10 @@ def markdown(payload: dict[str, Any]) -> str:
         f"# Small defects on 2532x824 frames ({payload['date']})",
         "",
         f"{payload['data']} ({payload.get('split', 'test')} split{'s' if payload.get('split') == 'all' else ''}), {payload['cpu']['cpu']} ({', '.join(k for k, v in payload['cpu']['isa'].items() if v)}). "
-        f"Recall at the threshold flagging <= {FALSE_ALARM_BUDGET:.0%} of the normal test frames; 'small': largest defect box "
+        f"Recall at the threshold flagging <= {FALSE_ALARM_BUDGET:.0%} of the normal frames scored; 'small': largest defect box "
         f"< {SMALL:.1%} of the frame. Intervals: 95%, stratified bootstrap (AUROC), Clopper-Pearson (recall).",
         "",
-        "| run | supervision | heatmap stride | input | test AUROC [95% CI] | recall at 5% FPR, all defects | recall at 5% FPR, small defects |",
+        "| run | supervision | heatmap stride | input | AUROC [95% CI] | recall at 5% FPR, all defects | recall at 5% FPR, small defects |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in payload["runs"]:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchvision.transforms import v2
 
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages
@@ -34,8 +35,6 @@ def augmentation(quarter_turns: bool = False) -> Any:
     ``quarter_turns`` (square inputs) adds a random transpose: with the two flips, all eight
     quarter turns and mirrors, for defects that have no direction of their own on the part.
     """
-    from torchvision.transforms import v2
-
     return v2.Compose(
         [
             *([RandomTranspose()] if quarter_turns else []),
@@ -48,13 +47,7 @@ def augmentation(quarter_turns: bool = False) -> Any:
     )
 
 
-def _transform_base() -> type:
-    from torchvision.transforms import v2
-
-    return v2.Transform
-
-
-class RandomTranspose(_transform_base()):
+class RandomTranspose(v2.Transform):
     """Swap rows and columns of the image and its mask together, with probability ``p``
     (square inputs only: the shape must not change)."""
 

@@ -191,7 +191,7 @@ def evaluate_run(
     backend, run = open_for_evaluation(model)
     card = backend.card
     dataset = load_dataset_like(data, card.data_summary)
-    operating_point = None
+    operating_point, chosen_on = None, ""
     if threshold_policy is not None:
         if run is None:
             raise EdgeSealantError("--threshold-policy needs a run folder (use set-threshold for exported files)")
@@ -211,8 +211,7 @@ def evaluate_run(
     metrics["role"] = split_role(card, split)
     if operating_point is not None:
         metrics["operating_point"] = operating_point
-        where = card.metrics["operating_point"]["chosen_on"]
-        metrics["warnings"] = operating_point_warnings(operating_point, where) + metrics["warnings"]
+        metrics["warnings"] = operating_point_warnings(operating_point, chosen_on) + metrics["warnings"]
     if leak_check:
         metrics["leak_free"] = leak_free_metrics(dataset, split, loaded, scores, card.threshold, groups)
     out_dir = Path(out) if out else (run / "eval" / split if run else Path(model).parent / "eval" / split)

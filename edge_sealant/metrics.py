@@ -456,6 +456,8 @@ def auroc_per_class(
     in training (e.g. a crack running along the surface texture) can hold a split's AUROC down
     on its own. With ``groups`` the interval resamples parts, and ``parts`` counts the class's.
     """
+    from sklearn.metrics import roc_auc_score
+
     labels = np.asarray(labels, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
     group_ids = None if groups is None else np.asarray(groups)
@@ -466,9 +468,8 @@ def auroc_per_class(
     for name in sorted({c for classes, label in zip(class_sets, labels) if label == 1 for c in classes}):
         holds = np.array([label == 1 and name in classes for classes, label in zip(class_sets, labels)])
         keep = holds | normal
-        subset = binary_metrics(labels[keep], scores[keep], 0.5)
         boot = bootstrap_intervals(labels[keep], scores[keep], groups=None if group_ids is None else group_ids[keep])
-        entry = {"images": int(holds.sum()), "auroc": subset["auroc"], "auroc_ci": boot["auroc"]}
+        entry = {"images": int(holds.sum()), "auroc": float(roc_auc_score(labels[keep], scores[keep])), "auroc_ci": boot["auroc"]}
         if group_ids is not None:
             entry["parts"] = n_groups(group_ids[holds])
         out[name] = entry

@@ -8,12 +8,14 @@ reports val/test AUROC and accuracy (card threshold) next to FP32, the weights s
 batch-1 latency (median, same thread count for every model, interleaved so background load
 hits all alike). Variants:
 
-* ``ov-fast`` / ``ov-full``: OpenVINO + NNCF, fast / full bias correction, head in float,
+* ``ov-fast`` / ``ov-full``: OpenVINO + NNCF, fast / full bias correction, head in float
+  (and, for a heatmap model, the heatmap head and score fusion, as ``quantize`` does),
   NNCF's default overflow fix (first layer only);
 * ``ov-*-qhead``: the same with the 1-output head quantized too;
 * ``ov-*-ofix``: overflow_fix "enable" (half-range weights in every layer, against u8*s8
   saturation on CPUs without VNNI), the recipe's value; ``ov-fast-ofix`` / ``ov-full-ofix``
   is what ``edge-sealant quantize`` does for a fast / full bias-correction family;
+* ``ov-full-mixed-ofix``: the recipe with preset MIXED (asymmetric activations);
 * ``onnx-nncf``: NNCF's ONNX backend with the model family's recipe;
 * ``onnx-nncf-mixed``: the same with preset MIXED (asymmetric, i.e. uint8, activations);
 * ``onnx-ort``: ONNX Runtime ``quantize_static`` (QDQ, per-channel s8 weights, u8
@@ -21,6 +23,8 @@ hits all alike). Variants:
 * ``onnx-ort-rr``: the same with ``reduce_range=True`` (7-bit weights, ORT's advice for
   CPUs without VNNI).
 
+For a heatmap model every row also says how often the model puts the heatmap's peak where
+OpenVINO FP32 puts it, on the defect images of each split (``quantize``'s ``peak_agreement``).
 Calibration images are drawn exactly as ``edge-sealant quantize`` draws them.
 """
 
@@ -42,20 +46,22 @@ from edge_sealant.artifacts import artifact_path  # noqa: E402
 from edge_sealant.card import ModelCard  # noqa: E402
 from edge_sealant.data.loading import load_dataset_like  # noqa: E402
 from edge_sealant.imageset import load_images  # noqa: E402
+from edge_sealant.evaluate import infer_images  # noqa: E402
 from edge_sealant.metrics import binary_metrics  # noqa: E402
 from edge_sealant.quantize import (  # noqa: E402
     build_calibration_set,
     calibration_dataset,
-    head_op_names,
+    kept_in_float,
     nncf_arguments,
-    onnx_head_node_names,
     quantize_onnx_model,
     quantize_openvino_model,
     recipe_for,
 )
+from edge_sealant.quantize.scoring import peak_agreement  # noqa: E402
 
 VARIANTS = (
     "ov-fast", "ov-full", "ov-fast-qhead", "ov-full-qhead", "ov-fast-ofix", "ov-full-ofix",
+    "ov-full-mixed-ofix",
     "onnx-nncf", "onnx-nncf-mixed", "onnx-ort", "onnx-ort-rr",
 )
 
@@ -110,8 +116,11 @@ def main() -> None:
     onnx_fp32 = artifact_path(args.run, "onnxruntime", "fp32")
     results: dict[str, dict] = {"_setup": {"model": card.model, "input_size": list(card.input_size),
                                            "calibration_images": len(calibration), "recipe": recipe}}
-    backends = {"ov-fp32": open_backend(ov_fp32, threads=args.threads), "onnx-fp32": open_backend(onnx_fp32, threads=args.threads)}
-    sizes = {"ov-fp32": ov_fp32.with_suffix(".bin").stat().st_size, "onnx-fp32": onnx_fp32.stat().st_size}
+    backends = {"ov-fp32": open_backend(ov_fp32, threads=args.threads)}
+    sizes = {"ov-fp32": ov_fp32.with_suffix(".bin").stat().st_size}
+    if any(v.startswith("onnx") for v in args.variants.split(",")):  # the ONNX rows' reference
+        backends["onnx-fp32"] = open_backend(onnx_fp32, threads=args.threads)
+        sizes["onnx-fp32"] = onnx_fp32.stat().st_size
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         int8_card = card.replace(precision="int8")
@@ -120,11 +129,10 @@ def main() -> None:
             if variant.startswith("ov-"):
                 model = ov.Core().read_model(str(ov_fp32))
                 settings = dict(recipe, fast_bias_correction="fast" in variant)
-                if variant.endswith("ofix"):
-                    settings["overflow_fix"] = "enable"
-                elif variant.startswith(("ov-fast", "ov-full")) and "ofix" not in variant:
-                    settings["overflow_fix"] = "first_layer_only"  # NNCF's default
-                ignored = [] if variant.endswith("qhead") else head_op_names(model)
+                settings["overflow_fix"] = "enable" if variant.endswith("ofix") else "first_layer_only"  # NNCF's default
+                if "-mixed" in variant:
+                    settings["preset"] = "mixed"
+                ignored = kept_in_float(model, "openvino", not variant.endswith("qhead"), card.has_heatmap)
                 quantized = quantize_openvino_model(model, calibration.images, settings, ignored)
                 set_openvino_metadata(quantized, int8_card.replace(backend="openvino"))
                 path = scratch / variant / "model.xml"
@@ -133,7 +141,7 @@ def main() -> None:
                 sizes[variant] = path.with_suffix(".bin").stat().st_size
             elif variant in ("onnx-nncf", "onnx-nncf-mixed"):
                 proto = onnx.load(str(onnx_fp32))
-                ignored = onnx_head_node_names(proto) if recipe["float_head"] else []
+                ignored = kept_in_float(proto, "onnx", recipe["float_head"], card.has_heatmap)
                 settings = dict(recipe, preset="mixed") if variant.endswith("mixed") else recipe
                 quantized = nncf_onnx(proto, calibration.images, settings, ignored)
                 set_onnx_metadata(quantized, int8_card.replace(backend="onnxruntime"))
@@ -142,7 +150,7 @@ def main() -> None:
                 sizes[variant] = path.stat().st_size
             elif variant in ("onnx-ort", "onnx-ort-rr"):
                 proto = onnx.load(str(onnx_fp32))
-                ignored = onnx_head_node_names(proto) if recipe["float_head"] else []
+                ignored = kept_in_float(proto, "onnx", recipe["float_head"], card.has_heatmap)
                 settings = dict(recipe, onnx_reduce_range=variant.endswith("rr"))
                 work = scratch / variant
                 work.mkdir()
@@ -156,25 +164,32 @@ def main() -> None:
             results[variant] = {"quantize_seconds": round(time.perf_counter() - started, 1)}
             backends[variant] = open_backend(path, threads=args.threads)
             print(f"{variant}: quantized in {results[variant]['quantize_seconds']} s", flush=True)
+        heatmaps: dict[str, dict[str, np.ndarray | None]] = {}
         for name, backend in backends.items():
             row = results.setdefault(name, {})
             for split, loaded in evals.items():
-                scores = np.concatenate([backend.predict(loaded.images[i : i + 32]) for i in range(0, len(loaded.images), 32)])
-                m = binary_metrics(loaded.labels, scores, card.threshold)
+                outputs = infer_images(backend, loaded.images)
+                heatmaps.setdefault(name, {})[split] = outputs.heatmap
+                m = binary_metrics(loaded.labels, outputs.probability, card.threshold)
                 row[split] = {"auroc": m["auroc"], "accuracy": m["accuracy"]}
+                reference = heatmaps["ov-fp32"][split]
+                if outputs.heatmap is not None and reference is not None:
+                    defects = np.asarray(loaded.labels) == 1
+                    row[split]["heatmap_peaks"] = peak_agreement(reference[defects], outputs.heatmap[defects])
             row["weights_bytes"] = sizes[name]
         if args.latency_runs:
             image = calibration.images[:1]
             for name, value in latency_ms(backends, image, args.latency_runs).items():
                 results[name]["latency_ms"] = round(value, 3)
-    print(f"{'variant':16} {'val AUROC':>9} {'test AUROC':>10} {'val acc':>8} {'test acc':>8} {'MB':>7} {'ms':>7}")
+    print(f"{'variant':19} {'val AUROC':>9} {'test AUROC':>10} {'val acc':>8} {'test acc':>8} {'MB':>7} {'ms':>7} {'peak val/test':>14}")
     for name, row in results.items():
         if name.startswith("_"):
             continue
         val, test = row.get("val", {}), row.get("test", {})
-        print(f"{name:16} {val.get('auroc', float('nan')):9.4f} {test.get('auroc', float('nan')):10.4f} "
+        peaks = "/".join(f"{r['heatmap_peaks']['same_cell']:.3f}" for r in (val, test) if r.get("heatmap_peaks"))
+        print(f"{name:19} {val.get('auroc', float('nan')):9.4f} {test.get('auroc', float('nan')):10.4f} "
               f"{val.get('accuracy', float('nan')):8.4f} {test.get('accuracy', float('nan')):8.4f} "
-              f"{row['weights_bytes'] / 1e6:7.2f} {row.get('latency_ms', float('nan')):7.2f}")
+              f"{row['weights_bytes'] / 1e6:7.2f} {row.get('latency_ms', float('nan')):7.2f} {peaks:>14}")
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -174,6 +174,16 @@ def head_names(model: Any, backend: str) -> list[str]:
     return head_op_names(model) if backend == "openvino" else onnx_head_node_names(model)
 
 
+def kept_in_float(model: Any, backend: str, float_head: bool, has_heatmap: bool) -> list[str]:
+    """Ops NNCF / ONNX Runtime must leave in float: the 1-output head when the recipe says so
+    (``float_head``), and the heatmap head with the score fusion of a heatmap model (for every
+    family, see :func:`heatmap_op_names`)."""
+    ignored = head_names(model, backend) if float_head else []
+    if has_heatmap:
+        ignored = sorted(set(ignored) | set(heatmap_op_names(model, backend)))
+    return ignored
+
+
 def onnx_input_name(proto: Any) -> str:
     """Name of the image input of an ONNX graph (the first input that is not an initializer)."""
     initializers = {t.name for t in proto.graph.initializer}

@@ -31,8 +31,7 @@ from edge_sealant.quantize.engines import quantize_model
 from edge_sealant.quantize.graph import (
     check_not_quantized,
     has_fp16_weights,
-    head_names,
-    heatmap_op_names,
+    kept_in_float,
     quantized_ops,
 )
 from edge_sealant.quantize.recipes import (
@@ -94,7 +93,7 @@ def quantize_run(
 
     # 3. Quantize with the family's recipe, the 1-output head kept in float when it says so.
     recipe = recipe_for(card.model)
-    ignored = _kept_in_float(model, card, recipe, backend)
+    ignored = kept_in_float(model, backend, recipe["float_head"], card.has_heatmap)
     settings = _settings(recipe, backend, calibration, subset_size, ignored, max_drop)
     target = artifact_path(run, backend, "int8")
     with _scratch_beside(target) as scratch:
@@ -245,15 +244,6 @@ def _load_report_splits(dataset: Any, card: ModelCard, need_val: bool) -> dict[s
 
 
 # ---------------------------------------------------------------------- step 3: quantize
-def _kept_in_float(model: Any, card: ModelCard, recipe: dict[str, Any], backend: str) -> list[str]:
-    """Ops NNCF must leave in float: the 1-output head when the recipe says so, and the
-    heatmap head with the score fusion of a heatmap model (for every family)."""
-    ignored = head_names(model, backend) if recipe["float_head"] else []
-    if card.has_heatmap:
-        ignored = sorted(set(ignored) | set(heatmap_op_names(model, backend)))
-    return ignored
-
-
 def _settings(
     recipe: dict[str, Any], backend: str, calibration: CalibrationSet, subset_size: int, ignored: list[str], max_drop: float | None
 ) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from edge_sealant.card import ModelCard
 from edge_sealant.data.types import Sample
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.data.masks import region_mask
+from edge_sealant.data.scale import DefectScale, defect_scale
 from edge_sealant.preprocess import load_with_box
 
 
@@ -29,6 +30,8 @@ class LoadedImages:
     samples: list[Sample]
     skipped: list[str]
     masks: Optional[np.ndarray] = None  # N x H x W uint8 defect masks (data.masks), when asked for
+    boxes: Optional[np.ndarray] = None  # N x 4 (top, left, height, width): where each image's content landed in the input
+    source_hw: Optional[np.ndarray] = None  # N x 2 (height, width) of the source images
 
     @property
     def labels(self) -> np.ndarray:
@@ -42,8 +45,22 @@ class LoadedImages:
     def subset(self, indices: Sequence[int]) -> LoadedImages:
         """The images at ``indices`` (one decode shared, no re-reading)."""
         indices = list(indices)
-        masks = self.masks[indices] if self.masks is not None else None
-        return LoadedImages(self.images[indices], [self.samples[i] for i in indices], [], masks)
+
+        def pick(array: Optional[np.ndarray]) -> Optional[np.ndarray]:
+            return array[indices] if array is not None else None
+
+        return LoadedImages(
+            self.images[indices], [self.samples[i] for i in indices], [], pick(self.masks), pick(self.boxes), pick(self.source_hw)
+        )
+
+    def defect_scale(self, stride: int = 16) -> Optional[DefectScale]:
+        """How large these images' labelled defects are at the input they were loaded at
+        (:func:`edge_sealant.data.scale.defect_scale`); None without regions."""
+        if self.boxes is None or not len(self.samples):
+            return None
+        measured = [(region, (int(box[2]), int(box[3]))) for sample, box in zip(self.samples, self.boxes) for region in sample.regions]
+        source = tuple(int(v) for v in np.median(self.source_hw, axis=0)) if self.source_hw is not None else None
+        return defect_scale(measured, self.images.shape[1:3], stride, source)
 
 
 def check_fits_in_memory(count: int, size: tuple[int, int], share: float = 0.8, channels: int = 3) -> None:
@@ -69,12 +86,12 @@ def load_images(samples: Sequence[Sample], card: ModelCard, workers: int | None 
     check_fits_in_memory(len(samples), card.input_size, channels=4 if masks else 3)
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
 
-    def one(sample: Sample) -> tuple[np.ndarray, np.ndarray | None] | str:
+    def one(sample: Sample) -> tuple[np.ndarray, np.ndarray | None, tuple, tuple] | str:
         try:
-            image, box, _ = load_with_box(sample.path, card.input_size, card.resize_mode, card.channel_order)
+            image, box, source_hw = load_with_box(sample.path, card.input_size, card.resize_mode, card.channel_order)
         except EdgeSealantError as exc:
             return str(exc)
-        return image, region_mask(sample.regions, card.input_size, box) if masks else None
+        return image, region_mask(sample.regions, card.input_size, box) if masks else None, box, source_hw
 
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(one, samples))
@@ -83,8 +100,10 @@ def load_images(samples: Sequence[Sample], card: ModelCard, workers: int | None 
     height, width = card.input_size
     images = np.empty((len(kept), height, width, 3), dtype=np.uint8)
     mask_array = np.zeros((len(kept), height, width), dtype=np.uint8) if masks else None
-    for index, (_, (image, mask)) in enumerate(kept):
+    for index, (_, (image, mask, _, _)) in enumerate(kept):
         images[index] = image
         if mask_array is not None:
             mask_array[index] = mask
-    return LoadedImages(images=images, samples=[s for s, _ in kept], skipped=skipped, masks=mask_array)
+    boxes = np.array([r[2] for _, r in kept], dtype=np.int64).reshape(-1, 4)
+    source_hw = np.array([r[3] for _, r in kept], dtype=np.int64).reshape(-1, 2)
+    return LoadedImages(images=images, samples=[s for s, _ in kept], skipped=skipped, masks=mask_array, boxes=boxes, source_hw=source_hw)

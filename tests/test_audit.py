@@ -25,7 +25,7 @@ BOX = "0.5 0.5 0.2 0.2"
 POLY = "0.1 0.1 0.4 0.1 0.4 0.5 0.1 0.5"
 TOP_LEVEL = {
     "root", "format", "notes", "class_names", "normal_classes", "splits", "boxes_per_class",
-    "images_per_class", "image_size", "unreadable", "label_problems", "duplicates", "warnings", "grouping",
+    "images_per_class", "image_size", "unreadable", "label_problems", "duplicates", "warnings", "grouping", "defect_scale",
 }
 
 

@@ -51,6 +51,9 @@ def test_run_folder_contents(tiny_run):
     assert len(card["train"]["history"]) == 2
     assert card["train"]["history"][0]["phase"] == "probe"
     assert card["defect_classes"] == ["gap", "thinning", "bubble", "smear", "offset"]
+    scale = card["train"]["defect_scale"]  # the train split's boxes, measured at the 64x32 input
+    assert scale["input_size"] == [64, 32] and scale["stride"] == 16
+    assert scale["regions"] >= card["data_summary"]["counts"]["train"]["defect"]
 
 
 def test_checkpoint_loads_with_weights_only(tiny_run):

@@ -18,13 +18,16 @@ def data_inspect(
     normal_classes: Annotated[Optional[str], typer.Option(help="Comma-separated YOLO class names that mean OK.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split made when val/test are missing.")] = 0,
     group_by: Annotated[Optional[str], typer.Option("--group-by", help=GROUP_BY_HELP)] = None,
+    imgsz: Annotated[str, typer.Option(help="Model input HxW the defects are measured at (the models' default: 512x192).")] = "512x192",
+    resize: Annotated[str, typer.Option("--resize", help="stretch | letterbox, as train's --resize.")] = "stretch",
+    heatmap_stride: Annotated[int, typer.Option(help="Input pixels per heatmap cell, as train's --heatmap-stride.")] = 16,
 ) -> None:
-    """Audit a dataset: counts per split, boxes per class, sizes, label problems, leakage."""
+    """Audit a dataset: counts per split, boxes per class, sizes, defect size at the input, label problems, leakage."""
     from edge_sealant.data.audit import audit_dataset
     from edge_sealant.data.loading import load_dataset
 
     dataset = load_dataset(data, normal_classes=split_list(normal_classes), seed=seed, group_by=group_by)
-    report = audit_dataset(dataset)
+    report = audit_dataset(dataset, input_size=parse_size(imgsz), resize_mode=resize, stride=heatmap_stride)
     if as_json:
         print_json(report)
     else:
@@ -97,11 +100,23 @@ def render_audit(report: dict[str, Any], console: Any) -> None:
     if report["boxes_per_class"] and _class_names(report):
         console.print(_class_table(report))
     console.print(_size_table(report["image_size"]))
+    if report.get("defect_scale"):
+        console.print(_defect_scale_line(report["defect_scale"]), highlight=False)
     _print_listing(console, "Unreadable images", report["unreadable"], "red")
     _print_listing(console, "Label problems", report["label_problems"], "yellow")
     for kind in ("exact", "near"):
         _print_duplicates(console, report["duplicates"], kind)
     _print_footer(console, report)
+
+
+def _defect_scale_line(scale: dict[str, Any]) -> str:
+    height, width = scale["input_size"]
+    sides = scale["side_px"]
+    return (
+        f"defects at input {height}x{width} ({scale['resize_mode']}): {scale['regions']} regions, side (square of equal area) "
+        f"p10 {sides['p10']:.0f} / median {sides['median']:.0f} / p90 {sides['p90']:.0f} px; "
+        f"{scale['below_cell']:.0%} under one {scale['stride']}-px heatmap cell"
+    )
 
 
 def _table(title: str | None = None) -> Any:

@@ -14,11 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from edge_sealant.card import RESIZE_MODES
 from edge_sealant.data.fingerprint import NEAR_DUPLICATE_DISTANCE, fingerprints, near_pairs, popcount
 from edge_sealant.data.labels import label_path_for, read_label_file
 from edge_sealant.data.paths import relative
+from edge_sealant.data.scale import DEFAULT_INPUT, DefectScale, defect_scale
 from edge_sealant.data.types import SPLITS, LabelledDataset
 from edge_sealant.errors import EdgeSealantError
+from edge_sealant.preprocess import content_box
 
 MAX_LISTED = 1000  # pairs / problems listed in the JSON; the counts are always complete
 SPLIT_ORDER = {name: i for i, name in enumerate(SPLITS)}
@@ -75,9 +78,20 @@ def _label_stats(dataset: LabelledDataset) -> tuple[dict, dict, list[str]]:
 
 
 def audit_dataset(
-    dataset: LabelledDataset, near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE, workers: int | None = None
+    dataset: LabelledDataset,
+    near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE,
+    workers: int | None = None,
+    input_size: tuple[int, int] = DEFAULT_INPUT,
+    resize_mode: str = "stretch",
+    stride: int = 16,
 ) -> dict[str, Any]:
-    """Decode every image once and report what could hurt training or inflate metrics."""
+    """Decode every image once and report what could hurt training or inflate metrics.
+
+    ``input_size`` (height, width), ``resize_mode`` and ``stride`` describe the model the data
+    is meant for: the labelled defects are measured against one heatmap cell there.
+    """
+    if resize_mode not in RESIZE_MODES:
+        raise EdgeSealantError(f"resize mode {resize_mode!r} is not one of {', '.join(RESIZE_MODES)}")
     entries = [(split, sample) for split in SPLITS for sample in dataset.splits.get(split, [])]
     entries += [(split, s) for split, v in dataset.splits.items() if split not in SPLITS for s in v]
     infos = fingerprints([sample.path for _, sample in entries], workers)
@@ -87,6 +101,9 @@ def audit_dataset(
     unreadable, sizes = _sizes_and_unreadable(entries, infos, present, dataset.root)
     exact, near = _duplicate_pairs(entries, infos, dataset.root, near_duplicate_distance)
     warnings = _warnings(dataset, counts, present, exact, near, near_duplicate_distance, unreadable, label_problems, images_per_class)
+    scale = _defect_scale(entries, infos, input_size, resize_mode, stride)
+    if scale is not None and scale.needs_larger_input:
+        warnings.append(scale.advice())
     return {
         "root": str(dataset.root),
         "format": dataset.format,
@@ -101,8 +118,26 @@ def audit_dataset(
         "unreadable": _capped(unreadable),
         "label_problems": _capped(label_problems),
         "duplicates": _duplicate_summary(exact, near, near_duplicate_distance),
+        "defect_scale": {**scale.to_dict(), "resize_mode": resize_mode} if scale is not None else None,
         "warnings": warnings,
     }
+
+
+def _defect_scale(
+    entries: list[tuple[str, Any]], infos: list[Any], input_size: tuple[int, int], resize_mode: str, stride: int
+) -> DefectScale | None:
+    """The labelled regions of every readable image, measured at ``input_size`` (data.scale)."""
+    measured, sources = [], []
+    for (_, sample), info in zip(entries, infos):
+        if info.error or info.hw is None or not sample.regions:
+            continue
+        _, _, height, width = content_box(info.hw, input_size, resize_mode)
+        measured.extend((region, (height, width)) for region in sample.regions)
+        sources.append(info.hw)
+    if not measured:
+        return None
+    source = tuple(int(v) for v in np.median(np.array(sources), axis=0))
+    return defect_scale(measured, input_size, stride, source)
 
 
 def _sizes_and_unreadable(

@@ -22,6 +22,7 @@ from torch import nn
 from edge_sealant.card import ModelCard
 from edge_sealant.checkpoint import BEST, LAST, read_checkpoint, save_checkpoint
 from edge_sealant.errors import EdgeSealantError
+from edge_sealant.data.scale import DefectScale
 from edge_sealant.imageset import LoadedImages, load_images
 from edge_sealant.metrics import binary_metrics, threshold_choice, with_intervals
 from edge_sealant.train.options import TrainOptions, jsonable
@@ -171,6 +172,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.ema: Optional[WeightAverage] = None  # made once the steps per epoch are known
         self.history: list[dict[str, Any]] = []
+        self.defect_scale: Optional[DefectScale] = None  # labelled defects against one heatmap cell (load_data)
         self.best = {"epoch": -1, "auroc": -1.0, "loss": math.inf}
         self.start_epoch = 0
         self.seconds_before = 0.0
@@ -201,6 +203,9 @@ class Trainer:
             f"data: train {len(labels)} ({int(labels.sum())} defect), {val}, input {self.card.height}x{self.card.width} "
             f"{self.card.resize_mode}; decoded in {time.perf_counter() - started:.1f} s"
         )
+        self.defect_scale = self.train_set.defect_scale(self.options.heatmap_stride)
+        if self.data is None and self.defect_scale is not None and self.defect_scale.needs_larger_input:  # --folds warns once itself
+            self.progress.warning(self.defect_scale.advice())
         if labels.min() == labels.max() or (self.val_set is not None and self.val_set.labels.min() == self.val_set.labels.max()):
             raise EdgeSealantError("train and val splits both need normal and defect images")
         if self.options.quarter_turns and self.card.height != self.card.width:
@@ -461,6 +466,7 @@ class Trainer:
             "selection_splits": ["val"] if self.val_set is not None else [],
             "train_seconds": round(seconds, 1),
             "history": self.history,
+            "defect_scale": self.defect_scale.to_dict() if self.defect_scale is not None else None,
             "skipped_images": self.train_set.skipped + (self.val_set.skipped if self.val_set is not None else []),
             **self.extra_train_info,
         }

@@ -13,6 +13,8 @@ split this reports, for each run (torch FP32 scores):
   largest defect box covers less than 0.1% of the frame, with Clopper-Pearson intervals;
 * for each boxes run, its recall gain over the image-only run on the same frames, with a
   paired bootstrap interval (frames resampled, both thresholds re-chosen in every resample).
+  Any run can stand as ``--image-run`` (the baseline) or ``--boxes-run``: e.g. an image-only
+  run at a larger input against the default one, for the effect of input size alone.
 
     python benchmarks/small_defects.py DATA --image-run RUN_A --boxes-run RUN_B
 
@@ -139,7 +141,9 @@ def markdown(payload: dict[str, Any]) -> str:
         )
     gains = [r for r in payload["runs"] if "gain_over_image" in r]
     if gains:
-        lines += ["", "Recall gain over the image-only run, same frames (paired bootstrap, 2000 resamples, 95%):", "",
+        base = payload["runs"][0]
+        lines += ["", f"Recall gain over {Path(base['run']).name} ({base['supervision']}, {base['input_size'][0]}x{base['input_size'][1]}), "
+                  "same frames (paired bootstrap, 2000 resamples, 95%):", "",
                   "| run | all defects | small defects |", "|---|---|---|"]
         for r in gains:
             cells = [f"{g['gain']:+.3f} [{g['gain_ci'][0]:+.3f}, {g['gain_ci'][1]:+.3f}]" if g["gain"] is not None else "-"

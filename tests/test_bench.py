@@ -246,3 +246,22 @@ def test_small_defects_paired_gain_re_chooses_both_thresholds(repo_root):
     same = script.paired_recall_gain(labels, base, base, every, resamples=300)
     assert same["gain"] == 0.0 and same["gain_ci"] == [0.0, 0.0]  # pairing: a run never differs from itself
     assert script.paired_recall_gain(labels, base, better, np.zeros(300, bool))["gain"] is None
+
+
+def test_small_defects_table_names_the_baseline_it_compares_with(repo_root):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("small_defects", repo_root / "benchmarks" / "small_defects.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rate = {"recall": 0.5, "recall_ci": [0.4, 0.6], "caught": 5, "defects": 10}
+    gain = {"gain": 0.1, "gain_ci": [0.0, 0.2]}
+    run = {"auroc": 0.9, "auroc_ci": [0.8, 0.95], "all_defects": rate, "small_defects": rate, "heatmap_stride": 16}
+    payload = {"date": "2026-11-29", "data": "d.yaml", "split": "all", "cpu": {"cpu": "x", "isa": {"avx2": True}}, "runs": [
+        {**run, "run": "runs/small_512_image", "supervision": "image", "input_size": [512, 192]},
+        {**run, "run": "runs/small_960_image", "supervision": "image", "input_size": [960, 320],
+         "gain_over_image": {"all_defects": gain, "small_defects": gain}},
+    ]}
+    text = script.markdown(payload)
+    assert "Recall gain over small_512_image (image, 512x192)" in text
+    assert "| small_960_image | +0.100 [+0.000, +0.200] | +0.100 [+0.000, +0.200] |" in text

@@ -284,8 +284,11 @@ def test_peak_agreement_counts_same_and_neighbouring_cells():
     result = peak_agreement(fp32, int8)
     assert result["n"] == 4 and result["same_cell"] == 0.5 and result["within_one_cell"] == 0.75 and result["met"] is False
     assert result["on_fp32_plateau"] == 0.5 and result["in_fp32_region"] == 0.5
+    # the two moved peaks: FP32 rates INT8's cells 1.0 - 0.0 below its own peak
+    assert result["moved_fp32_deficit"] == {"median": 1.0, "p90": 1.0}
     fp32[2, 2, 2] = 0.97  # a near-tie in FP32: INT8 picking that cell is on the plateau
     assert peak_agreement(fp32, int8)["on_fp32_plateau"] == 0.75
+    assert peak_agreement(fp32, int8)["moved_fp32_deficit"]["median"] == pytest.approx((0.03 + 1.0) / 2)
     assert peak_agreement(fp32, int8)["in_fp32_region"] == 0.75  # and in the region around FP32's peak
     fp32[2, 2, 2] = 0.6  # below the plateau, still above the region level, touching the peak cell
     assert peak_agreement(fp32, int8)["on_fp32_plateau"] == 0.5 and peak_agreement(fp32, int8)["in_fp32_region"] == 0.75

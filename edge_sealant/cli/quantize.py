@@ -89,6 +89,10 @@ def render_report(report: dict[str, Any], out: Console) -> None:
                       f"(within one cell {peaks['within_one_cell']:.1%}, on FP32's peak plateau {peaks['on_fp32_plateau']:.1%}, "
                       f"in FP32's region {peaks['in_fp32_region']:.1%}; "
                       f"target {peaks['target']:.0%} same cell)", highlight=False)
+            deficit = peaks.get("moved_fp32_deficit")
+            if deficit:
+                out.print(f"  where the peak moved, FP32 rates INT8's cell {deficit['median']:.3f} below its own peak "
+                          f"(median; 90% within {deficit['p90']:.3f}): near ties between saturated cells when small", highlight=False)
     weights = report["weights"]
     if weights.get("ratio") is not None:
         out.print(

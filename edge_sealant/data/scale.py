@@ -60,7 +60,7 @@ class DefectScale:
         )
         if not self.larger:
             return text + ", and the input is already about the source resolution"
-        options = ", ".join(f"{h}x{w} {row['below_cell']:.0%}" for row in self.larger for h, w in [row["input_size"]])
+        options = ", ".join(f"{row['input_size'][0]}x{row['input_size'][1]} {row['below_cell']:.0%}" for row in self.larger)
         return text + f"; under a cell at a larger --imgsz: {options} (inference time grows about with the pixels)"
 
 

@@ -53,14 +53,17 @@ class LoadedImages:
             self.images[indices], [self.samples[i] for i in indices], [], pick(self.masks), pick(self.boxes), pick(self.source_hw)
         )
 
-    def defect_scale(self, stride: int = 16) -> Optional[DefectScale]:
+    def defect_scale(self, stride: int = 16, resize_mode: str = "stretch") -> Optional[DefectScale]:
         """How large these images' labelled defects are at the input they were loaded at
         (:func:`edge_sealant.data.scale.defect_scale`); None without regions."""
-        if self.boxes is None or not len(self.samples):
+        if self.boxes is None or self.source_hw is None:
             return None
-        measured = [(region, (int(box[2]), int(box[3]))) for sample, box in zip(self.samples, self.boxes) for region in sample.regions]
-        source = tuple(int(v) for v in np.median(self.source_hw, axis=0)) if self.source_hw is not None else None
-        return defect_scale(measured, self.images.shape[1:3], stride, source)
+        with_regions = [i for i, sample in enumerate(self.samples) if sample.regions]
+        measured = [(region, (int(self.boxes[i][2]), int(self.boxes[i][3]))) for i in with_regions for region in self.samples[i].regions]
+        if not measured:
+            return None
+        source = tuple(int(v) for v in np.median(self.source_hw[with_regions], axis=0))
+        return defect_scale(measured, self.images.shape[1:3], stride, source, resize_mode)
 
 
 def check_fits_in_memory(count: int, size: tuple[int, int], share: float = 0.8, channels: int = 3) -> None:

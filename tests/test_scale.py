@@ -64,7 +64,26 @@ def test_larger_inputs_stop_at_the_source_size():
     assert larger_inputs((512, 192), source_size=(1100, 400)) == [(768, 288), (1024, 384)]
     assert larger_inputs((256, 256), source_size=(300, 300)) == []
     scale = defect_scale([(box(0.01, 0.01), (256, 256))], (256, 256), source_size=(300, 300))
-    assert scale.larger == [] and "already about the source resolution" in scale.advice()
+    assert scale.larger == [] and "would go past the source resolution" in scale.advice()
+    # stretch squeezes a 1000x200 source in height only: 768x288 still gains height detail
+    assert larger_inputs((512, 192), source_size=(1000, 200)) == [(768, 288)]
+    # letterbox puts a 400x100 source at 256x64 inside 256x256: 384x384 holds it at 384x96
+    assert larger_inputs((256, 256), source_size=(400, 100), resize_mode="letterbox") == [(384, 384)]
+
+
+def test_loaded_images_keep_boxes_and_source_sizes_through_subsets():
+    from edge_sealant.data.types import Sample
+    from edge_sealant.imageset import LoadedImages
+
+    samples = [Sample(Path("n.png"), 0), Sample(Path("d.png"), 1, ("gap",), 1, (box(0.02, 0.02),))]
+    loaded = LoadedImages(np.zeros((2, 512, 192, 3), np.uint8), samples, [],
+                          boxes=np.array([[0, 0, 512, 192], [0, 0, 512, 192]]), source_hw=np.array([[2532, 824], [2532, 824]]))
+    part = loaded.subset([1])
+    assert part.boxes.tolist() == [[0, 0, 512, 192]] and part.source_hw.tolist() == [[2532, 824]]
+    scale = part.defect_scale()
+    assert scale.regions == 1 and scale.side_px["median"] == pytest.approx(math.sqrt(0.0004 * 512 * 192))
+    assert LoadedImages(loaded.images[:1], samples[:1], []).defect_scale() is None  # no boxes kept: nothing to say
+    assert loaded.subset([0]).defect_scale() is None  # no regions
 
 
 def test_default_input_matches_the_model_registry():
@@ -97,12 +116,13 @@ def test_audit_measures_defects_at_the_given_input(tall_dataset):
     assert scale["regions"] == 2 and scale["resize_mode"] == "stretch"
     assert scale["side_px"]["median"] == pytest.approx(math.sqrt(1.28 * 10.24))
     assert scale["below_cell"] == 1.0
-    assert any("span less than one 16-px heatmap cell" in w for w in report["warnings"])
+    assert any("smaller than one 16x16-px heatmap cell" in w for w in report["warnings"])
     # letterbox into 256x256: the 400x100 image lands as 256x64, the same pixels
     letterbox = audit_dataset(dataset, input_size=(256, 256), resize_mode="letterbox")["defect_scale"]
     assert letterbox["side_px"]["median"] == pytest.approx(scale["side_px"]["median"])
     # larger inputs never go beyond the 400x100 source
-    assert all(h <= 400 and w <= 100 for h, w in (row["input_size"] for row in scale["larger"]))
+    assert [row["input_size"] for row in scale["larger"]] == [[384, 96]]  # 512x128 would only upsample the 400x100 source
+    assert [row["input_size"] for row in audit_dataset(dataset, input_size=(256, 256), resize_mode="letterbox")["defect_scale"]["larger"]] == [[384, 384]]
     with pytest.raises(EdgeSealantError, match="resize mode"):
         audit_dataset(dataset, resize_mode="crop")
 
@@ -111,4 +131,6 @@ def test_data_inspect_prints_the_defect_size(tall_dataset):
     result = runner.invoke(app, ["data", "inspect", str(tall_dataset), "--imgsz", "256x64"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "defects at input 256x64 (stretch): 2 regions" in result.output
-    assert "100% under one 16-px heatmap cell" in result.output
+    assert "100% smaller than one 16x16-px heatmap cell (by area)" in result.output
+    refused = runner.invoke(app, ["data", "inspect", str(tall_dataset), "--heatmap-stride", "0"])
+    assert refused.exit_code == 1 and "--heatmap-stride 0 must be one of" in refused.output

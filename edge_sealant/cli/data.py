@@ -7,8 +7,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from edge_sealant.card import parse_size
+from edge_sealant.card import HEATMAP_STRIDES, parse_size
 from edge_sealant.cli.common import GROUP_BY_HELP, MAX_GROUP_HELP, console, data_app, print_json, split_list
+from edge_sealant.errors import EdgeSealantError
 
 
 @data_app.command("inspect")
@@ -26,8 +27,11 @@ def data_inspect(
     from edge_sealant.data.audit import audit_dataset
     from edge_sealant.data.loading import load_dataset
 
+    input_size = parse_size(imgsz)
+    if not heatmap_stride or heatmap_stride not in HEATMAP_STRIDES:  # 0 in HEATMAP_STRIDES means "no heatmap"
+        raise EdgeSealantError(f"--heatmap-stride {heatmap_stride} must be one of {', '.join(str(s) for s in HEATMAP_STRIDES if s)}")
     dataset = load_dataset(data, normal_classes=split_list(normal_classes), seed=seed, group_by=group_by)
-    report = audit_dataset(dataset, input_size=parse_size(imgsz), resize_mode=resize, stride=heatmap_stride)
+    report = audit_dataset(dataset, input_size=input_size, resize_mode=resize, stride=heatmap_stride)
     if as_json:
         print_json(report)
     else:
@@ -115,7 +119,7 @@ def _defect_scale_line(scale: dict[str, Any]) -> str:
     return (
         f"defects at input {height}x{width} ({scale['resize_mode']}): {scale['regions']} regions, side (square of equal area) "
         f"p10 {sides['p10']:.0f} / median {sides['median']:.0f} / p90 {sides['p90']:.0f} px; "
-        f"{scale['below_cell']:.0%} under one {scale['stride']}-px heatmap cell"
+        f"{scale['below_cell']:.0%} smaller than one {scale['stride']}x{scale['stride']}-px heatmap cell (by area)"
     )
 
 

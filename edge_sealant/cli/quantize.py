@@ -10,6 +10,7 @@ from rich.console import Console
 
 from edge_sealant.cli.common import app, console, err_console, print_json
 from edge_sealant.quantize.calibration import MIN_CALIBRATION_IMAGES
+from edge_sealant.quantize.scoring import PLATEAU
 
 
 @app.command("quantize")
@@ -91,8 +92,9 @@ def render_report(report: dict[str, Any], out: Console) -> None:
                       f"target {peaks['target']:.0%} same cell)", highlight=False)
             deficit = peaks.get("moved_fp32_deficit")
             if deficit:
+                ties = ": mostly near ties between saturated cells" if deficit["median"] <= PLATEAU else ""
                 out.print(f"  where the peak moved, FP32 rates INT8's cell {deficit['median']:.3f} below its own peak "
-                          f"(median; 90% within {deficit['p90']:.3f}): near ties between saturated cells when small", highlight=False)
+                          f"(median; 90% within {deficit['p90']:.3f}){ties}", highlight=False)
     weights = report["weights"]
     if weights.get("ratio") is not None:
         out.print(

@@ -137,7 +137,7 @@ def _defect_scale(
     if not measured:
         return None
     source = tuple(int(v) for v in np.median(np.array(sources), axis=0))
-    return defect_scale(measured, input_size, stride, source)
+    return defect_scale(measured, input_size, stride, source, resize_mode)
 
 
 def _sizes_and_unreadable(

@@ -1,12 +1,14 @@
 """How large the labelled defects are at the model's input, against one heatmap cell.
 
-A defect smaller than one cell of the feature grid (16 x 16 input pixels at stride 16) fills
-only part of the one cell it falls in, so a faint one is hard to tell from the texture around
-it in the features the heatmap head and the classifier see; the heatmap cannot outline it
-either. The YOLO geometry says how large each defect is, so this is checked from the labels
-before any training: ``data inspect`` reports it and ``train`` warns, with the share that would
-still be too small at larger inputs (inference time grows about with the input's pixels, so
-the trade is the user's). The side of a defect is that of a square of equal area.
+A defect whose area is under one cell of the feature grid (16 x 16 input pixels at stride 16)
+fills only part of the cells it touches. A rule of thumb, not a law (receptive fields are far
+larger than the stride, and a contrasty speck can still light up): a faint one may then be
+hard to tell from the texture around it, and the heatmap cannot outline it. The YOLO geometry
+says how large each defect is, so this is checked from the labels before any training:
+``data inspect`` reports it for every split and ``train`` warns for the images it trains on,
+with the share that would still be that small at larger inputs (inference time grows about
+with the input's pixels, so the trade is the user's). A defect's size is the side of a square
+of equal area: a long thin scratch counts by its area, not its length.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from edge_sealant.data.types import Region
+from edge_sealant.preprocess import fitted_size
 
 DEFAULT_INPUT = (512, 192)  # (height, width): models.registry's default_size for every model (a test keeps them equal)
 LARGER = (1.5, 2.0, 3.0)  # input scales shown beside the current one
 ALIGN = 32  # input sides are kept multiples of the backbones' coarsest stride
-WARN_BELOW = 0.1  # warn when more than this share of the labelled defects is smaller than a cell
+WARN_BELOW = 0.1  # warn when more than this share of the labelled defects is smaller than a cell (a rule of thumb)
 
 
 def region_area(region: Region) -> float:
@@ -51,17 +54,18 @@ class DefectScale:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def advice(self) -> str:
-        """One sentence for a warning: how many defects are too small, and at larger inputs."""
+    def advice(self, cell: str = "heatmap cell") -> str:
+        """One sentence for a warning: how many defects are too small, and at larger inputs.
+        ``cell``: what the grid is called (an image-only model has no heatmap, only features)."""
         height, width = self.input_size
         text = (
-            f"{self.below_cell:.0%} of the {self.regions} labelled defects span less than one {self.stride}-px heatmap cell "
-            f"at input {height}x{width} (median side {self.side_px['median']:.0f} px)"
+            f"{self.below_cell:.0%} of the {self.regions} labelled defects are smaller than one {self.stride}x{self.stride}-px "
+            f"{cell} (by area) at input {height}x{width} (median side {self.side_px['median']:.0f} px)"
         )
         if not self.larger:
-            return text + ", and the input is already about the source resolution"
+            return text + "; a larger input would go past the source resolution"
         options = ", ".join(f"{row['input_size'][0]}x{row['input_size'][1]} {row['below_cell']:.0%}" for row in self.larger)
-        return text + f"; under a cell at a larger --imgsz: {options} (inference time grows about with the pixels)"
+        return text + f"; at a larger --imgsz: {options} (inference time grows about with the pixels)"
 
 
 def defect_scale(
@@ -69,19 +73,20 @@ def defect_scale(
     input_size: tuple[int, int],
     stride: int = 16,
     source_size: Optional[tuple[int, int]] = None,
+    resize_mode: str = "stretch",
 ) -> Optional[DefectScale]:
     """Sizes of defect regions at ``input_size`` (height, width).
 
     ``measured``: each region with the (height, width) in input pixels of the image content it
     is drawn on (the whole input for stretch, the content box for letterbox).
-    ``source_size``: the (typical) source image size; larger inputs beyond it are not shown.
-    None when there are no regions.
+    ``source_size``: the (typical) source image size; larger inputs that would only upsample it
+    are not shown. None when there are no regions.
     """
     sides = np.array([math.sqrt(region_area(region) * content[0] * content[1]) for region, content in measured])
     if sides.size == 0:
         return None
     larger = []
-    for size in larger_inputs(input_size, source_size):
+    for size in larger_inputs(input_size, source_size, resize_mode):
         factor = math.sqrt(size[0] * size[1] / (input_size[0] * input_size[1]))
         larger.append({"input_size": list(size), "below_cell": float(np.mean(sides * factor < stride))})
     return DefectScale(
@@ -94,14 +99,18 @@ def defect_scale(
     )
 
 
-def larger_inputs(input_size: tuple[int, int], source_size: Optional[tuple[int, int]] = None) -> list[tuple[int, int]]:
-    """``input_size`` scaled by each of LARGER, sides rounded to multiples of ALIGN, none beyond
-    the source size (a larger input than the source adds no detail)."""
+def larger_inputs(
+    input_size: tuple[int, int], source_size: Optional[tuple[int, int]] = None, resize_mode: str = "stretch"
+) -> list[tuple[int, int]]:
+    """``input_size`` scaled by each of LARGER, sides rounded to multiples of ALIGN, as long as
+    the image content at that size still gains detail: one of its sides within the source's."""
     sizes = []
     for scale in LARGER:
         size = tuple(max(ALIGN, int(round(side * scale / ALIGN)) * ALIGN) for side in input_size)
-        if source_size is not None and (size[0] > source_size[0] or size[1] > source_size[1]):
-            break
+        if source_size is not None:
+            content = fitted_size(source_size, size, resize_mode)
+            if content[0] > source_size[0] and content[1] > source_size[1]:
+                break
         if size != tuple(input_size) and size not in sizes:
             sizes.append(size)
     return sizes

@@ -68,9 +68,9 @@ def train_folds(options: TrainOptions, progress: TrainProgress | None = None) ->
     loaded = load_images(sorted(pool, key=lambda s: str(s.path)), card, masks=card.has_heatmap)
     for problem in loaded.skipped:
         progress.warning(f"skipped {problem}")
-    scale = loaded.defect_scale(options.heatmap_stride)
+    scale = loaded.defect_scale(options.heatmap_stride, card.resize_mode)
     if scale is not None and scale.needs_larger_input:  # said once here, not by every fold's trainer
-        progress.warning(scale.advice())
+        progress.warning(scale.advice("heatmap cell" if card.has_heatmap else "feature-grid cell"))
     index_of = {s.path: i for i, s in enumerate(loaded.samples)}
     held_out = [[index_of[s.path] for s in fold if s.path in index_of] for fold in folds]
     progress.message(

@@ -14,7 +14,9 @@ split this reports, for each run (torch FP32 scores):
 * for each boxes run, its recall gain over the image-only run on the same frames, with a
   paired bootstrap interval (frames resampled, both thresholds re-chosen in every resample).
   Any run can stand as ``--image-run`` (the baseline) or ``--boxes-run``: e.g. an image-only
-  run at a larger input against the default one, for the effect of input size alone.
+  run at a larger input against the default one, for the effect of input size alone;
+* for each box-supervised run, the same paired gain over the image-only run of the same input
+  size, when one is among the runs (the issue's comparison).
 
     python benchmarks/small_defects.py DATA --image-run RUN_A --boxes-run RUN_B
 
@@ -80,6 +82,23 @@ def paired_recall_gain(
     rng = np.random.default_rng(seed)
     draws = [gain(rng.choice(normal, len(normal)), rng.choice(defects, len(defects))) for _ in range(resamples)]
     return {"gain": gain(normal, defects), "gain_ci": [float(v) for v in np.percentile(draws, [2.5, 97.5])]}
+
+
+def add_same_input_gains(runs: list[dict[str, Any]], labels: np.ndarray, scores_of: list[np.ndarray], small: np.ndarray) -> None:
+    """For each box-supervised run, its paired gain over the image-only run of the same input
+    size among ``runs`` (the issue's comparison: same model, input and epochs), when there is one."""
+    for figures, scores in zip(runs, scores_of):
+        if figures["supervision"] == "image":
+            continue
+        same = [k for k, other in enumerate(runs) if other["supervision"] == "image" and other["input_size"] == figures["input_size"]]
+        if not same:
+            continue
+        base = scores_of[same[0]]
+        figures["gain_over_image_same_input"] = {
+            "image_run": runs[same[0]]["run"],
+            "all_defects": paired_recall_gain(labels, base, scores, labels == 1),
+            "small_defects": paired_recall_gain(labels, base, scores, small),
+        }
 
 
 def split_samples(dataset: Any, split: str) -> list[Any]:
@@ -149,6 +168,15 @@ def markdown(payload: dict[str, Any]) -> str:
             cells = [f"{g['gain']:+.3f} [{g['gain_ci'][0]:+.3f}, {g['gain_ci'][1]:+.3f}]" if g["gain"] is not None else "-"
                      for g in (r["gain_over_image"]["all_defects"], r["gain_over_image"]["small_defects"])]
             lines.append(f"| {Path(r['run']).name} | {cells[0]} | {cells[1]} |")
+    same_input = [r for r in payload["runs"] if "gain_over_image_same_input" in r]
+    if same_input:
+        lines += ["", "Recall gain of each box-supervised run over the image-only run of the same input size (paired, 95%):", "",
+                  "| run | image-only run | all defects | small defects |", "|---|---|---|---|"]
+        for r in same_input:
+            entry = r["gain_over_image_same_input"]
+            cells = [f"{g['gain']:+.3f} [{g['gain_ci'][0]:+.3f}, {g['gain_ci'][1]:+.3f}]" if g["gain"] is not None else "-"
+                     for g in (entry["all_defects"], entry["small_defects"])]
+            lines.append(f"| {Path(r['run']).name} | {Path(entry['image_run']).name} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -163,14 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cpu = cpu_info()
     image, labels, base, small = evaluate(args.image_run, args.data, args.split)
-    runs = [image]
+    runs, scores_of = [image], [base]
     for run in args.boxes_run:
         figures, run_labels, scores, _ = evaluate(run, args.data, args.split)
+        scores_of.append(scores)
         if figures["frames"] != image["frames"] or not np.array_equal(run_labels, labels):
             raise SystemExit(f"{run} scored other frames than {args.image_run}: cannot pair them")
         figures["gain_over_image"] = {"all_defects": paired_recall_gain(labels, base, scores, labels == 1),
                                       "small_defects": paired_recall_gain(labels, base, scores, small)}
         runs.append(figures)
+    add_same_input_gains(runs, labels, scores_of, small)
     for figures in runs:
         figures.pop("frames")
     payload = {"date": date.today().isoformat(), "data": str(args.data), "split": args.split, "cpu": cpu, "runs": runs}

@@ -265,3 +265,31 @@ def test_small_defects_table_names_the_baseline_it_compares_with(repo_root):
     text = script.markdown(payload)
     assert "Recall gain over small_512_image (image, 512x192)" in text
     assert "| small_960_image | +0.100 [+0.000, +0.200] | +0.100 [+0.000, +0.200] |" in text
+    payload["runs"].append({**run, "run": "runs/small_960_boxes", "supervision": "boxes", "input_size": [960, 320],
+                            "gain_over_image": {"all_defects": gain, "small_defects": gain},
+                            "gain_over_image_same_input": {"image_run": "runs/small_960_image", "all_defects": gain, "small_defects": gain}})
+    assert "| small_960_boxes | small_960_image | +0.100 [+0.000, +0.200] | +0.100 [+0.000, +0.200] |" in script.markdown(payload)
+
+
+def test_small_defects_pairs_each_boxes_run_with_the_image_run_of_its_input_size(repo_root):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("small_defects", repo_root / "benchmarks" / "small_defects.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rng = np.random.default_rng(1)
+    labels = np.array([0] * 200 + [1] * 100)
+    normal = rng.uniform(0, 1, 200)
+    weak, strong = np.concatenate([normal, rng.uniform(0.5, 1.0, 100)]), np.concatenate([normal, rng.uniform(0.995, 1.0, 100)])
+    runs = [{"run": "a/img512", "supervision": "image", "input_size": [512, 192]},
+            {"run": "a/box512", "supervision": "boxes", "input_size": [512, 192]},
+            {"run": "a/img960", "supervision": "image", "input_size": [960, 320]},
+            {"run": "a/box960", "supervision": "boxes", "input_size": [960, 320]},
+            {"run": "a/box768", "supervision": "boxes", "input_size": [768, 288]}]
+    every = labels == 1
+    script.add_same_input_gains(runs, labels, [weak, strong, strong, strong, strong], every)
+    assert runs[1]["gain_over_image_same_input"]["image_run"] == "a/img512"
+    assert runs[1]["gain_over_image_same_input"]["all_defects"]["gain"] > 0.8  # strong over weak
+    assert runs[3]["gain_over_image_same_input"]["image_run"] == "a/img960"
+    assert runs[3]["gain_over_image_same_input"]["all_defects"]["gain"] == 0.0  # the same scores: no gain
+    assert "gain_over_image_same_input" not in runs[0] and "gain_over_image_same_input" not in runs[4]  # no 768 image run

@@ -31,6 +31,12 @@ METADATA_KEY = "edge_sealant.card"
 RUN_JSON = "run.json"
 
 
+def check_heatmap_stride(stride: int) -> None:
+    """Refuse a ``--heatmap-stride`` that is not a heatmap stride (0 in HEATMAP_STRIDES means "none")."""
+    if not stride or stride not in HEATMAP_STRIDES:
+        raise EdgeSealantError(f"--heatmap-stride {stride} must be one of {', '.join(str(s) for s in HEATMAP_STRIDES if s)}")
+
+
 @dataclass
 class ModelCard:
     """Preprocessing, labels and decision rule of one model.

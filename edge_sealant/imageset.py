@@ -18,7 +18,7 @@ from edge_sealant.card import ModelCard
 from edge_sealant.data.types import Sample
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.data.masks import region_mask
-from edge_sealant.data.scale import DefectScale, defect_scale
+from edge_sealant.data.scale import DefectScale, defect_scale_of_images
 from edge_sealant.preprocess import load_with_box
 
 
@@ -55,15 +55,11 @@ class LoadedImages:
 
     def defect_scale(self, stride: int = 16, resize_mode: str = "stretch") -> Optional[DefectScale]:
         """How large these images' labelled defects are at the input they were loaded at
-        (:func:`edge_sealant.data.scale.defect_scale`); None without regions."""
+        (:func:`edge_sealant.data.scale.defect_scale`); None without regions or content boxes."""
         if self.boxes is None or self.source_hw is None:
             return None
-        with_regions = [i for i, sample in enumerate(self.samples) if sample.regions]
-        measured = [(region, (int(self.boxes[i][2]), int(self.boxes[i][3]))) for i in with_regions for region in self.samples[i].regions]
-        if not measured:
-            return None
-        source = tuple(int(v) for v in np.median(self.source_hw[with_regions], axis=0))
-        return defect_scale(measured, self.images.shape[1:3], stride, source, resize_mode)
+        images = [(sample, tuple(box[2:]), tuple(source)) for sample, box, source in zip(self.samples, self.boxes.tolist(), self.source_hw.tolist())]
+        return defect_scale_of_images(images, self.images.shape[1:3], stride, resize_mode)
 
 
 def check_fits_in_memory(count: int, size: tuple[int, int], share: float = 0.8, channels: int = 3) -> None:

@@ -7,9 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from edge_sealant.card import HEATMAP_STRIDES, parse_size
+from edge_sealant.card import check_heatmap_stride, parse_size
 from edge_sealant.cli.common import GROUP_BY_HELP, MAX_GROUP_HELP, console, data_app, print_json, split_list
-from edge_sealant.errors import EdgeSealantError
 
 
 @data_app.command("inspect")
@@ -28,8 +27,7 @@ def data_inspect(
     from edge_sealant.data.loading import load_dataset
 
     input_size = parse_size(imgsz)
-    if not heatmap_stride or heatmap_stride not in HEATMAP_STRIDES:  # 0 in HEATMAP_STRIDES means "no heatmap"
-        raise EdgeSealantError(f"--heatmap-stride {heatmap_stride} must be one of {', '.join(str(s) for s in HEATMAP_STRIDES if s)}")
+    check_heatmap_stride(heatmap_stride)
     dataset = load_dataset(data, normal_classes=split_list(normal_classes), seed=seed, group_by=group_by)
     report = audit_dataset(dataset, input_size=input_size, resize_mode=resize, stride=heatmap_stride)
     if as_json:

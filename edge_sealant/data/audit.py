@@ -18,7 +18,7 @@ from edge_sealant.card import RESIZE_MODES
 from edge_sealant.data.fingerprint import NEAR_DUPLICATE_DISTANCE, fingerprints, near_pairs, popcount
 from edge_sealant.data.labels import label_path_for, read_label_file
 from edge_sealant.data.paths import relative
-from edge_sealant.data.scale import DEFAULT_INPUT, DefectScale, defect_scale
+from edge_sealant.data.scale import DEFAULT_INPUT, DefectScale, defect_scale_of_images
 from edge_sealant.data.types import SPLITS, LabelledDataset
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.preprocess import content_box
@@ -127,17 +127,12 @@ def _defect_scale(
     entries: list[tuple[str, Any]], infos: list[Any], input_size: tuple[int, int], resize_mode: str, stride: int
 ) -> DefectScale | None:
     """The labelled regions of every readable image, measured at ``input_size`` (data.scale)."""
-    measured, sources = [], []
-    for (_, sample), info in zip(entries, infos):
-        if info.error or info.hw is None or not sample.regions:
-            continue
-        _, _, height, width = content_box(info.hw, input_size, resize_mode)
-        measured.extend((region, (height, width)) for region in sample.regions)
-        sources.append(info.hw)
-    if not measured:
-        return None
-    source = tuple(int(v) for v in np.median(np.array(sources), axis=0))
-    return defect_scale(measured, input_size, stride, source, resize_mode)
+    images = [
+        (sample, content_box(info.hw, input_size, resize_mode)[2:], info.hw)
+        for (_, sample), info in zip(entries, infos)
+        if not info.error and info.hw is not None
+    ]
+    return defect_scale_of_images(images, input_size, stride, resize_mode)
 
 
 def _sizes_and_unreadable(

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
-from edge_sealant.data.types import Region
+from edge_sealant.data.types import Region, Sample
 from edge_sealant.preprocess import fitted_size
 
 DEFAULT_INPUT = (512, 192)  # (height, width): models.registry's default_size for every model (a test keeps them equal)
@@ -97,6 +97,22 @@ def defect_scale(
         below_cell=float(np.mean(sides < stride)),
         larger=larger,
     )
+
+
+def defect_scale_of_images(
+    images: Iterable[tuple[Sample, tuple[int, int], tuple[int, int]]],
+    input_size: tuple[int, int],
+    stride: int = 16,
+    resize_mode: str = "stretch",
+) -> Optional[DefectScale]:
+    """:func:`defect_scale` of images given as (sample, (height, width) its content takes in the
+    input, its source (height, width)); only images with regions count, for the source size too."""
+    with_regions = [(sample, content, source) for sample, content, source in images if sample.regions]
+    if not with_regions:
+        return None
+    measured = [(region, content) for sample, content, _ in with_regions for region in sample.regions]
+    source_size = tuple(int(v) for v in np.median(np.array([source for _, _, source in with_regions]), axis=0))
+    return defect_scale(measured, input_size, stride, source_size, resize_mode)
 
 
 def larger_inputs(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from edge_sealant.card import HEATMAP_STRIDES
+from edge_sealant.card import check_heatmap_stride
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.metrics import DEFAULT_POLICY, POLICY_HELP, parse_policy
 
@@ -90,8 +90,7 @@ class TrainOptions:
             raise EdgeSealantError(f"--supervision {self.supervision!r} is not one of {', '.join(SUPERVISION_MODES)}")
         if not (math.isfinite(self.seg_weight) and 0.0 <= self.seg_weight <= 100.0):
             raise EdgeSealantError(f"--seg-weight {self.seg_weight} must be in [0, 100]")
-        if not self.heatmap_stride or self.heatmap_stride not in HEATMAP_STRIDES:
-            raise EdgeSealantError(f"--heatmap-stride {self.heatmap_stride} must be one of {', '.join(str(s) for s in HEATMAP_STRIDES if s)}")
+        check_heatmap_stride(self.heatmap_stride)
         if not (math.isfinite(self.paste_defects) and 0.0 <= self.paste_defects <= 1.0):
             raise EdgeSealantError(f"--paste-defects {self.paste_defects} must be a share in [0, 1]")
         if self.paste_defects and self.supervision == "image":

@@ -54,9 +54,10 @@ class DefectScale:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def advice(self, cell: str = "heatmap cell") -> str:
+    def advice(self, has_heatmap: bool = True) -> str:
         """One sentence for a warning: how many defects are too small, and at larger inputs.
-        ``cell``: what the grid is called (an image-only model has no heatmap, only features)."""
+        ``has_heatmap``: False for an image-only model, whose grid is only its features'."""
+        cell = "heatmap cell" if has_heatmap else "feature-grid cell"
         height, width = self.input_size
         text = (
             f"{self.below_cell:.0%} of the {self.regions} labelled defects are smaller than one {self.stride}x{self.stride}-px "

@@ -70,7 +70,7 @@ def train_folds(options: TrainOptions, progress: TrainProgress | None = None) ->
         progress.warning(f"skipped {problem}")
     scale = loaded.defect_scale(options.heatmap_stride, card.resize_mode)
     if scale is not None and scale.needs_larger_input:  # said once here, not by every fold's trainer
-        progress.warning(scale.advice("heatmap cell" if card.has_heatmap else "feature-grid cell"))
+        progress.warning(scale.advice(card.has_heatmap))
     index_of = {s.path: i for i, s in enumerate(loaded.samples)}
     held_out = [[index_of[s.path] for s in fold if s.path in index_of] for fold in folds]
     progress.message(

@@ -205,7 +205,7 @@ class Trainer:
         )
         self.defect_scale = self.train_set.defect_scale(self.options.heatmap_stride, self.card.resize_mode)
         if self.data is None and self.defect_scale is not None and self.defect_scale.needs_larger_input:  # --folds warns once itself
-            self.progress.warning(self.defect_scale.advice("heatmap cell" if self.card.has_heatmap else "feature-grid cell"))
+            self.progress.warning(self.defect_scale.advice(self.card.has_heatmap))
         if labels.min() == labels.max() or (self.val_set is not None and self.val_set.labels.min() == self.val_set.labels.max()):
             raise EdgeSealantError("train and val splits both need normal and defect images")
         if self.options.quarter_turns and self.card.height != self.card.width:

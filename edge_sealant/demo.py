@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from edge_sealant.card import atomic_write_text, check_new_folder, removed_on_failure
 from edge_sealant.metrics import format_with_ci
+from edge_sealant.train.progress import selected_epoch_text, val_role_text
 
 if TYPE_CHECKING:
     from edge_sealant.bench import BenchResult
@@ -37,8 +38,8 @@ class DemoOptions:
     defect_ratio: float = 0.4
     synth_size: tuple[int, int] = (320, 112)
     # 600 train images, 150 val, 250 test: measured on the 2-core CPU, 10 epochs train in
-    # ~170 s and the whole demo takes ~220 s; large val/test splits make the best-epoch
-    # choice, the threshold and the reported test AUROC less noisy.
+    # ~170 s and the whole demo takes ~220 s; large val/test splits make the
+    # threshold and the reported test AUROC less noisy.
     split_fractions: tuple[float, float, float] = (0.6, 0.15, 0.25)
     seed: int = 0
     # training
@@ -152,7 +153,7 @@ def _run_stages(options: DemoOptions, out: Path, log: Log, progress: Any) -> Dem
     data = Path(summary["path"])
     pipeline = run_pipeline(_pipeline_options(options, data, run, threads), log=log, progress=progress, stages=stages)
     val = pipeline.train.card.metrics.get("val", {})
-    log(f"    {options.model} {options.imgsz[0]}x{options.imgsz[1]}: best epoch {pipeline.train.best_epoch + 1}, "
+    log(f"    {options.model} {options.imgsz[0]}x{options.imgsz[1]}: {selected_epoch_text(pipeline.train.card.train or {})}, "
         f"val AUROC {val.get('auroc', float('nan')):.4f}")
     return _finish(options, out, summary, pipeline, time.perf_counter() - started)
 
@@ -232,8 +233,8 @@ def report_markdown(demo: DemoResult, options: DemoOptions, summary: dict, train
         "## Training",
         "",
         f"{card.model} ({options.pretrained} weights) at {card.height}x{card.width}, {train.get('epochs_run')} epochs "
-        f"run (best {int(train.get('best_epoch', -1)) + 1}), {train.get('train_seconds')} s. Val is the selection split "
-        f"(it chose the best epoch and the threshold): val AUROC {format_with_ci(val.get('auroc'), val.get('auroc_ci'))}; "
+        f"run (the model: {selected_epoch_text(train)}), {train.get('train_seconds')} s. Val is the selection split "
+        f"({val_role_text(train)}): val AUROC {format_with_ci(val.get('auroc'), val.get('auroc_ci'))}; "
         f"threshold {card.threshold:.4g} ({card.threshold_policy}) gives val recall {_fmt(val.get('recall'))} at false-alarm "
         f"rate {format_with_ci(val.get('fpr'), val.get('fpr_ci'), 3)}.",
         "",

@@ -1,4 +1,5 @@
-"""A tiny exported run for the bench and demo tests (seconds, no training).
+"""A tiny exported run for the bench and demo tests (seconds, no training), and the loader of
+the scripts under ``benchmarks/``.
 
 ``build_tiny_run`` writes a generated 64x32 YOLO dataset, an untrained MobileNetV3-Small
 checkpoint with its card, and exports it to ONNX and OpenVINO (FP32 + FP16). INT8 artifacts
@@ -14,6 +15,16 @@ from pathlib import Path
 from edge_sealant.card import ModelCard
 
 SIZE = (64, 32)
+
+
+def benchmark_script(repo_root: Path, name: str):
+    """``benchmarks/<name>.py``, imported as a module (a script, not a package file)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, repo_root / "benchmarks" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
 
 
 def build_tiny_dataset(folder: Path, n: int = 40, seed: int = 5) -> Path:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench_fixtures import build_tiny_dataset, build_tiny_run
+from bench_fixtures import benchmark_script, build_tiny_dataset, build_tiny_run
 from edge_sealant import bench
 from edge_sealant.cli import app
 from edge_sealant.errors import EdgeSealantError
@@ -227,18 +227,8 @@ def test_magnetic_tile_script_smoke(tmp_path, repo_root):
     assert "## Resolution trade-off" in text and "## End to end on customer-size frames" in text
 
 
-def small_defects_script(repo_root):
-    """benchmarks/small_defects.py, imported as a module (it is a script, not a package file)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("small_defects", repo_root / "benchmarks" / "small_defects.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
 def test_small_defects_paired_gain_re_chooses_both_thresholds(repo_root):
-    script = small_defects_script(repo_root)
+    script = benchmark_script(repo_root, "small_defects")
     rng = np.random.default_rng(0)
     labels = np.array([0] * 200 + [1] * 100)
     normal = rng.uniform(0, 1, 200)
@@ -255,7 +245,7 @@ def test_small_defects_paired_gain_re_chooses_both_thresholds(repo_root):
 
 
 def test_small_defects_table_names_the_baseline_it_compares_with(repo_root):
-    script = small_defects_script(repo_root)
+    script = benchmark_script(repo_root, "small_defects")
     rate = {"recall": 0.5, "recall_ci": [0.4, 0.6], "caught": 5, "defects": 10}
     gain = {"gain": 0.1, "gain_ci": [0.0, 0.2]}
     run = {"auroc": 0.9, "auroc_ci": [0.8, 0.95], "all_defects": rate, "small_defects": rate, "heatmap_stride": 16}
@@ -274,7 +264,7 @@ def test_small_defects_table_names_the_baseline_it_compares_with(repo_root):
 
 
 def test_small_defects_pairs_each_boxes_run_with_the_image_run_of_its_input_size(repo_root):
-    script = small_defects_script(repo_root)
+    script = benchmark_script(repo_root, "small_defects")
     rng = np.random.default_rng(1)
     labels = np.array([0] * 200 + [1] * 100)
     normal = rng.uniform(0, 1, 200)

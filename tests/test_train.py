@@ -87,13 +87,79 @@ def test_resume_of_a_run_from_before_box_supervision_stays_image_only(tiny_data,
     train(tiny_options(tiny_data, run, epochs=1, supervision="image"))
     (run / "run.json").unlink()
     state = torch.load(run / "last.pt", weights_only=True)
-    for key in ("supervision", "seg_weight", "image_level_classes"):
+    for key in ("supervision", "seg_weight", "image_level_classes", "select"):
         state["options"].pop(key)
     state["card"].pop("supervision")
     state["card"].pop("heatmap_stride")
     torch.save(state, run / "last.pt")
     result = resume(run, epochs=2)
     assert result.card.heatmap_stride == 0 and [h["epoch"] for h in result.card.train["history"]] == [0, 1]
+    assert result.card.train["options"]["select"] == "best-val"  # what such runs did, not today's default
+
+
+def _scripted_val(monkeypatch, aurocs):
+    """Make ``Trainer.validate`` report ``aurocs`` epoch by epoch (the training itself is real)."""
+    from edge_sealant.train.trainer import Trainer
+
+    real = Trainer.validate
+    seen = iter(aurocs)
+
+    def validate(self):
+        auroc, loss = real(self)
+        return (next(seen), loss) if self.options.folds is None and auroc is not None else (auroc, loss)
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+
+
+def test_the_last_epoch_is_the_model_by_default(tiny_data, tmp_path, monkeypatch):
+    """A val AUROC that peaks early (as noise does with tens of val defects) neither stops the run nor picks its epoch."""
+    _scripted_val(monkeypatch, [0.7, 0.9, 0.6, 0.5])
+    run = tmp_path / "run"
+    result = train(tiny_options(tiny_data, run, epochs=4, patience=1))
+    train_record = result.card.train
+    assert train_record["epochs_run"] == 4 and train_record["stopped_by"] is None
+    assert result.best_epoch == 3 and train_record["best_epoch"] == 3
+    kept = torch.load(run / "best.pt", weights_only=True)["state_dict"]
+    last = torch.load(run / "last.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(kept[name], last[name]) for name in last)
+    from edge_sealant.train.progress import selected_epoch_text, val_role_text
+
+    assert selected_epoch_text(train_record) == "last epoch 4 of 4" and val_role_text(train_record) == "val chose the threshold"
+
+
+def test_select_best_val_keeps_the_best_val_epoch_and_stops_early(tiny_data, tmp_path, monkeypatch):
+    _scripted_val(monkeypatch, [0.7, 0.9, 0.6, 0.5])
+    run = tmp_path / "run"
+    result = train(tiny_options(tiny_data, run, epochs=4, patience=1, select="best-val"))
+    train_record = result.card.train
+    assert result.best_epoch == 1 and train_record["epochs_run"] == 3 and "early stop" in train_record["stopped_by"]
+    kept = torch.load(run / "best.pt", weights_only=True)["state_dict"]
+    last = torch.load(run / "last.pt", weights_only=True)["state_dict"]
+    assert not all(torch.equal(kept[name], last[name]) for name in last)  # epoch 2's weights, not epoch 3's
+    from edge_sealant.train.progress import selected_epoch_text
+
+    assert selected_epoch_text(train_record) == "best val epoch 2 of 3"
+
+
+def test_epoch_selection_benchmark_scores_both_checkpoints(tiny_run, tiny_data, repo_root):
+    from bench_fixtures import benchmark_script
+
+    script = benchmark_script(repo_root, "epoch_selection")
+    entry = script.measure(tiny_run, tiny_data, "recall@0.95")
+    assert entry["last"]["epoch"] == 2 and entry["best-val"]["epoch"] == 2  # a last-epoch run: one model, twice
+    assert entry["last"]["test"]["auroc"] == entry["best-val"]["test"]["auroc"]
+    assert entry["last"]["val"]["recall"] >= 0.95  # the policy holds on the val it was chosen on
+    other = {**entry, "seed": 1, "last": {**entry["last"], "test": {**entry["last"]["test"], "auroc": entry["last"]["test"]["auroc"] - 0.1}}}
+    (row,) = script.summarise([entry, other])
+    assert row["runs"] == 2 and row["last_minus_best_test_auroc"] == pytest.approx(-0.05)
+    assert row["last_test_auroc"][1] == pytest.approx(0.05)  # the seeds' sd
+    table = script.markdown({"date": "d", "data": "x", "policy": "recall@0.95", "cpu": {"cpu": "c"}, "runs": [entry], "summary": [row]})
+    assert "| last - best-val (mean of pairs) |" in table and "2 of 2" in table
+
+
+def test_select_must_be_a_known_rule(tiny_data, tmp_path):
+    with pytest.raises(EdgeSealantError, match="--select 'best' is not one of last, best-val"):
+        tiny_options(tiny_data, tmp_path / "run", select="best")
 
 
 @pytest.mark.parametrize("balance", ["none", "undersample", "oversample", "weighted-sampler"])

@@ -41,7 +41,8 @@ def train(
     lr: Annotated[Optional[float], _Opt(help=f"AdamW learning rate of the fine-tune (default {_default('lr'):g}).")] = None,
     ema_epochs: Annotated[Optional[float], _Opt(help=f"Validate and keep an average of the weights with this half-life in epochs (default {_default('ema_epochs'):g}: off).")] = None,
     probe_epochs: Annotated[Optional[int], _Opt(help=f"Linear-probe epochs with a frozen backbone (default {_default('probe_epochs')}).")] = None,
-    patience: Annotated[Optional[int], _Opt(help=f"Early stop after this many epochs without val AUROC gain (default {_default('patience')}).")] = None,
+    select: Annotated[Optional[str], _Opt("--select", help=f"Which epoch is the model: last (the end of the schedule) | best-val (best val AUROC, early stopping; with tens of defect images in val mostly noise) (default {_default('select')}).")] = None,
+    patience: Annotated[Optional[int], _Opt(help=f"With --select best-val: early stop after this many epochs without val AUROC gain (default {_default('patience')}).")] = None,
     threshold_policy: Annotated[Optional[str], _Opt(help=f"{POLICY_HELP} (default {_default('threshold_policy')}).")] = None,
     normal_classes: Annotated[Optional[str], _Opt(help="Comma-separated YOLO class names that mean OK.")] = None,
     no_augment: Annotated[bool, _Opt("--no-augment", help="Disable training augmentation.")] = False,
@@ -62,7 +63,7 @@ def train(
     config: Annotated[Optional[Path], _Opt(help="YAML file with the same keys as these options.")] = None,
     resume: Annotated[Optional[Path], _Opt(help="Continue the interrupted run in this folder.")] = None,
 ) -> None:
-    """Train a normal-vs-defect classifier (linear probe, then fine-tune; best val AUROC kept)."""
+    """Train a normal-vs-defect classifier (linear probe, then fine-tune; the last epoch is the model unless --select best-val)."""
     from edge_sealant import train as training
 
     progress = RichTrainProgress(err_console)
@@ -73,7 +74,7 @@ def train(
         "data": str(data) if data else None, "model": model, "imgsz": parse_size(imgsz) if imgsz else None,
         "epochs": epochs, "out": str(out) if out else None, "pretrained": pretrained, "balance": balance,
         "resize_mode": resize, "batch_size": batch_size, "lr": lr, "ema_epochs": ema_epochs,
-        "probe_epochs": probe_epochs, "patience": patience, "threshold_policy": threshold_policy,
+        "probe_epochs": probe_epochs, "select": select, "patience": patience, "threshold_policy": threshold_policy,
         "normal_classes": split_list(normal_classes), "augment": False if no_augment else None, "device": device,
         "quarter_turns": True if quarter_turns else None,
         "amp": amp, "workers": workers, "seed": seed, "time_limit_min": time_limit, "folds": folds,
@@ -113,7 +114,7 @@ class RichTrainProgress(TrainProgress):
 
         self.bar = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  best val AUROC {task.fields[best]}"), TimeElapsedColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  model val AUROC {task.fields[best]}"), TimeElapsedColumn(),
             console=self.console, transient=False,
         )
         self.bar.start()

@@ -28,7 +28,7 @@ class TrainProgress:
         """Something the user must read: a skipped image, a time limit, a costly operating point."""
 
     def started(self, steps: int, best_auroc: Optional[float]) -> None:
-        """The epoch loop starts; ``steps`` batches per epoch; ``best_auroc`` when resuming."""
+        """The epoch loop starts; ``steps`` batches per epoch; ``best_auroc``: the kept model's val AUROC when resuming."""
 
     def epoch_started(self, epoch: int, epochs: int, phase: str) -> None:
         """Epoch ``epoch`` (0-based) of ``epochs`` starts, in phase probe or finetune."""
@@ -37,7 +37,8 @@ class TrainProgress:
         """One batch done; ``mean_loss`` is the epoch's running mean."""
 
     def epoch_finished(self, record: dict[str, Any], improved: bool, best_auroc: Optional[float]) -> None:
-        """An epoch's history record (losses, val AUROC, sample mix); ``improved``: new best."""
+        """An epoch's history record (losses, val AUROC, sample mix); ``improved``: a new best val
+        epoch kept (``--select best-val`` only); ``best_auroc``: the kept model's val AUROC."""
 
     def stopped(self) -> None:
         """The epoch loop ended (normally, early, or by an error)."""
@@ -78,6 +79,19 @@ def epoch_line(record: dict[str, Any], improved: bool) -> str:
     return f"epoch {record['epoch'] + 1}: train loss {record['train_loss']:.4f}{validation}  mix {record['mix']}"
 
 
+def selected_epoch_text(train: dict[str, Any]) -> str:
+    """``last epoch 8 of 8`` or ``best val epoch 4 of 8``: which epoch the run's model is."""
+    select = (train.get("options") or {}).get("select", "best-val")  # runs from before --select: best val
+    kind = "last epoch" if select == "last" else "best val epoch"
+    return f"{kind} {int(train.get('best_epoch', -1)) + 1} of {train.get('epochs_run', '?')}"
+
+
+def val_role_text(train: dict[str, Any]) -> str:
+    """What val chose in this run: the threshold, and with ``--select best-val`` the epoch too."""
+    select = (train.get("options") or {}).get("select", "best-val")
+    return "val chose the threshold" if select == "last" else "val chose the epoch and the threshold"
+
+
 def summary_lines(result: TrainResult) -> list[tuple[str, str]]:
     """The end of a run as (kind, text) lines, kind in info / note / warning."""
     metrics = result.card.metrics or {}
@@ -86,8 +100,8 @@ def summary_lines(result: TrainResult) -> list[tuple[str, str]]:
     lines: list[tuple[str, str]] = []
     if val:
         lines.append(("info", (
-            f"best epoch {result.best_epoch + 1}: val AUROC {format_with_ci(val['auroc'], val['auroc_ci'])} (val is the "
-            f"selection split); threshold {choice['threshold']:.4g} ({choice['policy']}) gives val recall {val['recall']:.3f}, "
+            f"{selected_epoch_text(result.card.train or {})}: val AUROC {format_with_ci(val['auroc'], val['auroc_ci'])} "
+            f"({val_role_text(result.card.train or {})}); threshold {choice['threshold']:.4g} ({choice['policy']}) gives val recall {val['recall']:.3f}, "
             f"false-alarm rate {format_with_ci(val['fpr'], val['fpr_ci'], 3)}; {result.seconds / 60:.1f} min"
         )))
         leak = val.get("leak_free") or {}

@@ -56,6 +56,7 @@ def resume(run: str | Path, progress: TrainProgress | None = None, data: str | N
     # A run from before box supervision has no such option: it is what its card says
     # (image-only), not what "auto" would choose today.
     values.setdefault("supervision", (state.get("card") or {}).get("supervision", "image"))
+    values.setdefault("select", "best-val")  # likewise: runs from before --select kept the best val epoch
     if epochs is not None:
         values["epochs"] = epochs
     if data is not None:

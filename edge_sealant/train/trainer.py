@@ -1,4 +1,4 @@
-"""``Trainer``: one training run (linear probe, fine-tune, best epoch on val, threshold).
+"""``Trainer``: one training run (linear probe, fine-tune, the last epoch or the best on val, threshold).
 
 Built for two places: a 2-core CPU (images decoded once into memory, no worker processes)
 and a Colab GPU (AMP, channels_last, loader workers). Checkpoints are written atomically
@@ -342,7 +342,7 @@ class Trainer:
                 self.optimizer.load_state_dict(state["optimizer"])
                 self.scheduler.load_state_dict(state["scheduler"])
                 self.scaler.load_state_dict(state["scaler"])
-        self.progress.message(f"resuming {self.run} after epoch {self.start_epoch} (best val AUROC {auroc_text(self.best['auroc'])})")
+        self.progress.message(f"resuming {self.run} after epoch {self.start_epoch} (model so far: epoch {self.best['epoch'] + 1}, val AUROC {auroc_text(self.best['auroc'])})")
 
     # -- main
     def fit(self, resume: bool = False) -> TrainResult:
@@ -377,7 +377,7 @@ class Trainer:
             self.ema.updates = int(self._resume_state.get("ema_updates", 0))
 
     def run_epoch(self, epoch: int, steps: int, stale: int) -> int:
-        """Train and validate one epoch, keep the best model; returns the epochs without gain."""
+        """Train and validate one epoch, keep it if it is the model (``--select``); returns the epochs without val gain."""
         epoch_start = time.perf_counter()
         phase = self.phase(epoch)
         if phase != self.optimizer_phase:
@@ -385,17 +385,18 @@ class Trainer:
         self.progress.epoch_started(epoch, self.options.epochs, phase)
         stats = self.train_epoch(epoch)
         val_auroc, val_loss = self.validate()
-        if val_auroc is None:  # no validation: the latest epoch is the model
-            improved = True
-        else:
+        by_val = val_auroc is not None and self.options.select == "best-val"
+        if by_val:
             improved = val_auroc > self.best["auroc"] or (val_auroc == self.best["auroc"] and val_loss < self.best["loss"])
+        else:  # fixed schedule, or no validation: the latest epoch is the model (saved, so a stop keeps it)
+            improved = True
         if improved:
             self.best = {"epoch": epoch, "auroc": val_auroc, "loss": val_loss}
             save_checkpoint(self.run / BEST, self.model, self.card)
         record = {"epoch": epoch, "phase": phase, "val_auroc": val_auroc, "val_loss": val_loss,
                   "seconds": time.perf_counter() - epoch_start, **stats}
         self.history.append(record)
-        self.progress.epoch_finished(record, improved, self.best["auroc"])
+        self.progress.epoch_finished(record, improved and by_val, self.best["auroc"])
         return 0 if improved or phase == "probe" else stale + 1
 
     def _should_stop(self, epoch: int, stale: int, elapsed: float) -> bool:
@@ -442,7 +443,7 @@ class Trainer:
         return choice
 
     def finish(self, seconds: float) -> TrainResult:
-        """Reload the best epoch, choose the threshold (on val, or given), write run.json and curves."""
+        """Reload the selected epoch, choose the threshold (on val, or given), write run.json and curves."""
         from edge_sealant.plots import training_curves
 
         best_state = read_checkpoint(self.run / BEST)

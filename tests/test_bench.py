@@ -281,3 +281,21 @@ def test_small_defects_pairs_each_boxes_run_with_the_image_run_of_its_input_size
     assert runs[3]["gain_over_image_same_input"]["image_run"] == "a/img960"
     assert runs[3]["gain_over_image_same_input"]["all_defects"]["gain"] == 0.0  # the same scores: no gain
     assert "gain_over_image_same_input" not in runs[0] and "gain_over_image_same_input" not in runs[4]  # no 768 image run
+
+
+def test_int8_qat_summary_counts_runs_meeting_the_target_on_both_splits(repo_root):
+    script = benchmark_script(repo_root, "int8_qat")
+
+    def figures(val_drop, test_drop):
+        split = {"fp32_auroc": 0.9, "fp32_auroc_ci": [0.8, 0.95], "int8_auroc": 0.9, "int8_auroc_ci": [0.8, 0.95],
+                 "peak_same_cell": None, "peak_in_fp32_region": None}
+        return {"seconds": 10.0, "engine": "e", "val": {**split, "auroc_drop": val_drop}, "test": {**split, "auroc_drop": test_drop}}
+
+    runs = [{"run": "a", "ptq": figures(-0.002, 0.008), "qat": figures(0.001, 0.003)},
+            {"run": "b", "ptq": figures(0.001, 0.004), "qat": figures(0.006, 0.002)}]
+    summary = script.summarise(runs)
+    assert summary["ptq"]["runs_meeting_target"] == 1 and summary["qat"]["runs_meeting_target"] == 1
+    assert summary["ptq"]["test"][0] == pytest.approx(0.006) and summary["qat"]["val"][1] == pytest.approx(0.0025)
+    table = script.markdown({"date": "d", "data": "x", "epochs": 1.0, "cpu": {"cpu": "c", "isa": {"avx2": True}},
+                             "runs": runs, "summary": summary})
+    assert "| a | ptq | test |" in table and "| qat | +0.0035 +- 0.0025 | +0.0025 +- 0.0005 | 1 of 2 | 10 |" in table

@@ -270,6 +270,43 @@ def test_int8_keeps_both_outputs_and_the_heatmap_in_float(exported_box_run, box_
     assert result.heatmap.shape == (4, 2) and 0.0 <= result.probability <= 1.0
 
 
+def test_quantization_aware_fine_tune_keeps_both_outputs_and_the_heatmap_in_float(exported_box_run, box_data, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(exported_box_run, run, ignore=shutil.ignore_patterns("int8"))
+    result = runner.invoke(app, ["quantize", str(run), str(box_data), "--subset-size", "16", "--qat-epochs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    settings = report["settings"]
+    assert settings["engine"].startswith("nncf.quantize (torch)") and settings["fast_bias_correction"] is True
+    qat = settings["qat"]
+    assert qat["steps"] >= 1 and qat["train_images"] > 0 and qat["lr"] == pytest.approx(1e-5)  # 1% of the run's 1e-3
+    assert "^heatmap_head/.*" in qat["ignored"] and any(name.endswith("/linear/0") for name in qat["ignored"])
+    assert "quantization-aware fine-tune: step" in result.output
+    for row in report["metrics"].values():
+        assert row["heatmap_peaks"]["n"] == row["n_defect"]
+    import openvino as ov
+
+    model = ov.Core().read_model(run / "openvino" / "int8" / "model.xml")
+    kinds = [op.get_type_name() for op in model.get_ops()]
+    assert "FakeQuantize" in kinds
+    heatmap_ops = [op for op in model.get_ops() if "heatmap_head" in op.get_friendly_name()]
+    assert heatmap_ops and not any(op.get_type_name() == "FakeQuantize" for op in heatmap_ops)
+    from edge_sealant.runtime import Inspector
+
+    inspector = Inspector.load(run / "openvino" / "int8" / "model.xml")
+    inspected = inspector.inspect(np.full((130, 70, 3), 90, np.uint8))
+    assert inspected.heatmap.shape == (4, 2) and 0.0 <= inspected.probability <= 1.0
+    assert inspector.card.precision == "int8" and inspector.card.threshold == report["int8_threshold"]["value"]
+
+
+def test_quantization_aware_fine_tune_refuses_the_onnx_route_and_accuracy_control(exported_box_run, box_data):
+    for extra in (["--backend", "onnx"], ["--max-drop", "0.01"]):
+        result = runner.invoke(app, ["quantize", str(exported_box_run), str(box_data), "--qat-epochs", "1", "--force", *extra])
+        assert result.exit_code == 1 and "--qat-epochs works with --backend openvino and without --max-drop" in result.output
+
+
 def test_peak_agreement_counts_same_and_neighbouring_cells():
     from edge_sealant.quantize.scoring import peak_agreement
 

@@ -390,3 +390,52 @@ def test_requantizing_needs_force(tiny, ov_result):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "pass --force to replace it" in " ".join(result.output.split())
     assert (run / "openvino" / "int8" / "model.xml").stat().st_mtime_ns == before  # untouched
+
+
+# ------------------------------------------------------------------ quantization-aware fine-tune
+def test_fake_quantizers_see_every_entry_point_of_the_net(tiny):
+    """The fine-tune trains through ``forward_parts``: NNCF's hooks wrap ``forward`` only, so a
+    method that bypassed it would train (and export) the float net without quantization noise."""
+    import torch
+
+    from edge_sealant.checkpoint import load_trained
+    from edge_sealant.quantize.qat import ignored_scope, quantize_torch
+    from edge_sealant.quantize.recipes import recipe_for
+    from edge_sealant.train.parts import training_input
+
+    _, run = tiny
+    net, card = load_trained(run)
+    images = np.random.default_rng(0).integers(0, 255, (8, *SIZE, 3), dtype=np.uint8)
+    pixels = training_input(torch.from_numpy(images))
+    with torch.no_grad():
+        float_logits = net(pixels).clone()
+    scope, _ = ignored_scope(net, pixels[:1], recipe_for(card.model), card.has_heatmap)
+    qnet = quantize_torch(net, images, recipe_for(card.model), scope)
+    with torch.no_grad():
+        logits = qnet(pixels)
+        fused, _, classifier = qnet.forward_parts(pixels)
+        with_heatmap, _ = qnet.forward_with_heatmap(pixels)
+    assert not torch.allclose(logits, float_logits, atol=1e-4)  # quantization noise is there
+    assert torch.allclose(fused, logits) and torch.allclose(with_heatmap, logits) and torch.allclose(classifier, logits)
+
+
+def test_quantization_aware_fine_tune_of_an_image_only_run(tiny, tmp_path):
+    import openvino as ov
+
+    from edge_sealant.quantize import quantize_run
+
+    data_yaml, run = tiny
+    copy = _copy_run(run, tmp_path / "run")
+    lines: list[str] = []
+    report = quantize_run(copy, data_yaml, subset_size=16, qat_epochs=0.5, log=lines.append)
+    qat = report["settings"]["qat"]
+    assert qat["steps"] == round(0.5 * 40 / 32) and qat["train_images"] == 40 and qat["loss_first"] > 0
+    assert qat["ignored"] and all("heatmap" not in name for name in qat["ignored"])  # the classifier only
+    model = ov.Core().read_model(copy / "openvino" / "int8" / "model.xml")
+    assert len(model.outputs) == 1 and any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+    assert model.inputs[0].get_any_name() == "images" and model.outputs[0].get_any_name() == "defect_probability"
+    assert any("quantization-aware fine-tune of" in line for line in lines)
+    manifest = json.loads((copy / "openvino" / "int8" / "calibration.json").read_text())
+    assert manifest["settings"]["qat"]["steps"] == qat["steps"]
+    with pytest.raises(EdgeSealantError, match="--qat-epochs .* must be in"):
+        quantize_run(copy, data_yaml, qat_epochs=-1, force=True)

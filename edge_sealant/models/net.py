@@ -13,7 +13,7 @@ re-implements normalisation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -119,17 +119,26 @@ class InspectionNet(nn.Module):
     def has_heatmap(self) -> bool:
         return self.heatmap_head is not None
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``pixels``: float N x 3 x H x W in [0, 255]. Returns N defect logits."""
-        return self.forward_with_heatmap(pixels)[0]
+    def forward(self, pixels: torch.Tensor, parts: bool = False) -> Any:
+        """``pixels``: float N x 3 x H x W in [0, 255]. Returns N defect logits; with ``parts``,
+        the tuple of :meth:`forward_parts`.
+
+        Every entry point goes through ``forward`` (``self(...)``): wrappers that replace it,
+        such as NNCF's quantizer hooks, then see every call.
+        """
+        result = self._compute_parts(pixels)
+        return result if parts else result[0]
 
     def forward_with_heatmap(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(N image logits, N x 1 x H/s x W/s heatmap logits (s: 16 or 8) or None for image-only nets)."""
-        logits, heatmap, _ = self.forward_parts(pixels)
+        logits, heatmap, _ = self(pixels, parts=True)
         return logits, heatmap
 
     def forward_parts(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
         """(fused image logits, heatmap logits or None, the classifier's own logits)."""
+        return self(pixels, parts=True)
+
+    def _compute_parts(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
         x = (pixels - self.pixel_mean) / self.pixel_std
         if self.heatmap_head is None:
             logits = self.backbone(x).reshape(-1)

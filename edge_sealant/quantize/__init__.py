@@ -27,7 +27,8 @@ for every value, in ``calibration/recipes.yaml``; a test keeps the two equal).
 
 Modules: ``recipes`` (settings per family, backend names), ``calibration`` (the stratified
 calibration set and its manifest), ``graph`` (quantized? float weights? head op?),
-``engines`` (NNCF and ONNX Runtime calls), ``scoring`` (FP32 vs INT8 on val/test), ``run``
+``engines`` (NNCF and ONNX Runtime calls), ``qat`` (``--qat-epochs``: quantization-aware
+fine-tuning of the torch net, converted to OpenVINO), ``scoring`` (FP32 vs INT8 on val/test), ``run``
 (``quantize_run``, step by step). Nothing here prints or imports rich: ``quantize_run``
 reports progress through ``log`` / ``warn`` callbacks and returns the report;
 ``edge_sealant.cli.quantize`` renders it. Heavy libraries (openvino, nncf, onnx,

@@ -57,7 +57,7 @@ def _ignore(message: str) -> None:
 def quantize_run(
     run: str | Path, data: str | Path, backend: str = "openvino", subset_size: int = MIN_CALIBRATION_IMAGES,
     split: str = "train", max_drop: float | None = None, *, seed: int | None = None, force: bool = False,
-    keep_threshold: bool = False, log: Log = _ignore, warn: Log = _ignore,
+    keep_threshold: bool = False, qat_epochs: float = 0.0, log: Log = _ignore, warn: Log = _ignore,
 ) -> dict[str, Any]:
     """Quantize ``RUN``'s FP32 model to INT8, evaluate FP32 vs INT8, write model + records.
 
@@ -69,7 +69,10 @@ def quantize_run(
     (absolute drop); layers NNCF must keep in float are listed in the manifest. ``seed``:
     of the calibration draw (default: the run's training seed). The INT8 model's threshold is
     re-chosen on its own val scores with the run's policy, as FP32's was (``keep_threshold``:
-    FP32's, unchanged; also when val was not where FP32's was chosen). ``log`` receives progress
+    FP32's, unchanged; also when val was not where FP32's was chosen). ``qat_epochs`` > 0:
+    quantization-aware fine-tuning of ``best.pt`` for that many epochs of the train split
+    (:mod:`edge_sealant.quantize.qat`; OpenVINO only) instead of post-training quantization of
+    the IR; the report compares the result with the same FP32 IR. ``log`` receives progress
     lines and ``warn`` warnings, one plain-text message per call (both default to silence).
     Returns the report (also saved as ``quantize_report.json``); nothing is printed.
     """
@@ -77,7 +80,7 @@ def quantize_run(
 
     started = time.perf_counter()
     run, backend = Path(run), normalise_backend(backend)
-    _check_request(run, backend, subset_size, max_drop, force)
+    _check_request(run, backend, subset_size, max_drop, force, qat_epochs)
 
     # 1. The card and the FP32 model; an already quantized model is refused before data is read.
     card = ModelCard.load(run)
@@ -98,7 +101,10 @@ def quantize_run(
     target = artifact_path(run, backend, "int8")
     with _scratch_beside(target) as scratch:
         val = eval_sets["val"] if max_drop is not None else None
-        quantized, accuracy_control = _quantize(model, source, calibration, recipe, ignored, backend, scratch, max_drop, val, log)
+        if qat_epochs:
+            quantized, accuracy_control = _quantize_aware(run, dataset, card, source, calibration, recipe, qat_epochs, seed, settings, log)
+        else:
+            quantized, accuracy_control = _quantize(model, source, calibration, recipe, ignored, backend, scratch, max_drop, val, log)
         int8_card = card.replace(precision="int8", backend=backend, metrics={})
         draft = _save_draft(quantized, scratch / "draft" / target.name, int8_card, backend)
 
@@ -123,12 +129,19 @@ def quantize_run(
 
 
 # ------------------------------------------------------------------ step 1: card and model
-def _check_request(run: Path, backend: str, subset_size: int, max_drop: float | None, force: bool) -> None:
+def _check_request(run: Path, backend: str, subset_size: int, max_drop: float | None, force: bool, qat_epochs: float = 0.0) -> None:
     """Refuse a bad request before any work: missing run, bad sizes, an INT8 model in the way."""
     if not run.is_dir():
         raise EdgeSealantError(f"{run}: run folder not found")
     if int(subset_size) < 1:
         raise EdgeSealantError(f"--subset-size must be at least 1, got {subset_size}")
+    if qat_epochs:
+        if not (np.isfinite(qat_epochs) and 0.0 < float(qat_epochs) <= 20.0):
+            raise EdgeSealantError(f"--qat-epochs {qat_epochs} must be in (0, 20] (a short fine-tune: 1 is typical)")
+        if backend != "openvino" or max_drop is not None:
+            raise EdgeSealantError("--qat-epochs works with --backend openvino and without --max-drop (the fine-tune replaces accuracy control)")
+        if not (run / "best.pt").is_file():
+            raise EdgeSealantError(f"--qat-epochs fine-tunes the torch model: {run} has no best.pt")
     if max_drop is not None and not 0.0 <= float(max_drop) <= 1.0:
         raise EdgeSealantError(f"--max-drop {max_drop} is outside [0, 1] (an absolute AUROC drop, e.g. 0.005)")
     if max_drop is not None and backend != "openvino":
@@ -287,6 +300,25 @@ def _quantize(
     if not quantized_ops(quantized, backend):
         raise EdgeSealantError(f"{source}: NNCF inserted no quantization nodes; the model was not quantized")
     return quantized, accuracy_control
+
+
+def _quantize_aware(
+    run: Path, dataset: Any, card: ModelCard, source: Path, calibration: CalibrationSet, recipe: dict[str, Any],
+    epochs: float, seed: int, settings: dict[str, Any], log: Log,
+) -> tuple[Any, None]:
+    """The INT8 ``ov.Model`` of quantization-aware fine-tuning; records what it did in ``settings``."""
+    from edge_sealant.imageset import load_images
+    from edge_sealant.quantize.qat import quantization_aware_training
+
+    log(f"quantization-aware fine-tune of {run / 'best.pt'} ({recipe['family']}: NNCF torch, preset {recipe['preset']}, "
+        f"overflow fix {recipe['overflow_fix']}, {epochs:g} epoch(s))")
+    train = load_images(dataset.split("train"), card, masks=card.has_heatmap)
+    quantized, record = quantization_aware_training(run / "best.pt", calibration.images, train, recipe, epochs, seed, log)
+    settings.update(engine="nncf.quantize (torch) + quantization-aware fine-tune", fast_bias_correction=True,
+                    ignored_scope=record["ignored"], qat=record)
+    if not quantized_ops(quantized, "openvino"):
+        raise EdgeSealantError(f"{run}: the quantization-aware model has no quantization nodes")
+    return quantized, None
 
 
 def _quantizing_line(source: Path, recipe: dict[str, Any], backend: str, ignored: list[str], max_drop: float | None) -> str:

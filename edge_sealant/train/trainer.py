@@ -35,7 +35,7 @@ from edge_sealant.train.parts import (
     cosine_with_warmup,
     epoch_indices,
     freeze_body,
-    heatmap_loss,
+    inspection_loss,
     pick_device,
     predict_logits,
     sigmoid,
@@ -284,19 +284,7 @@ class Trainer:
         return {"train_loss": total / max(1, count), "mix": {"normal": len(indices) - defect, "defect": defect}}
 
     def batch_loss(self, images: torch.Tensor, labels: torch.Tensor, geometry: list[torch.Tensor]) -> torch.Tensor:
-        """Image BCE; with a heatmap, the fused score's BCE + the classifier's own BCE +
-        ``seg_weight`` x the per-cell loss on images whose masks are known.
-
-        The classifier's own term keeps it a standalone detector (without it the heatmap
-        carries the fused score and the classifier decays: measured val AUROC 0.70 alone),
-        so the fusion combines two real opinions.
-        """
-        if not geometry:
-            return self.loss_fn(self.net(images).float(), labels)
-        logits, heatmap, classifier_logit = self.net.forward_parts(images)
-        masks, known = geometry
-        image_loss = self.loss_fn(logits.float(), labels) + self.loss_fn(classifier_logit.float(), labels)
-        return image_loss + self.options.seg_weight * heatmap_loss(heatmap, masks, known)
+        return inspection_loss(self.net, images, labels, geometry, self.loss_fn, self.options.seg_weight)
 
     @property
     def model(self) -> nn.Module:

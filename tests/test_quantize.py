@@ -439,3 +439,34 @@ def test_quantization_aware_fine_tune_of_an_image_only_run(tiny, tmp_path):
     assert manifest["settings"]["qat"]["steps"] == qat["steps"]
     with pytest.raises(EdgeSealantError, match="--qat-epochs .* must be in"):
         quantize_run(copy, data_yaml, qat_epochs=-1, force=True)
+
+
+def test_lite0_with_heatmap_converts_to_openvino_with_its_fake_quantizers():
+    """Lite0's "SAME" padding must not add traced shape arithmetic: under NNCF's hooks it shifted
+    the op counters that place the quantizers, and conversion failed (a quantizer on a Long)."""
+    import openvino as ov
+    import torch
+
+    from edge_sealant.models.net import DeployNet
+    from edge_sealant.models.registry import build_inspection_net, get_spec
+    from edge_sealant.quantize.qat import ignored_scope, quantize_torch, to_openvino
+    from edge_sealant.quantize.recipes import recipe_for
+    from edge_sealant.train.parts import training_input
+
+    torch.manual_seed(0)
+    spec = get_spec("efficientnet_lite0")
+    net = build_inspection_net("efficientnet_lite0", pretrained="none", heatmap=16).eval()
+    card = ModelCard(model="efficientnet_lite0", input_size=SIZE, mean=spec.mean, std=spec.std, threshold=0.5,
+                     supervision="boxes", heatmap_stride=16)
+    images = np.random.default_rng(1).integers(0, 255, (6, *SIZE, 3), dtype=np.uint8)
+    pixels = training_input(torch.from_numpy(images))
+    scope, _ = ignored_scope(net, pixels[:1], recipe_for(card.model), card.has_heatmap)
+    qnet = quantize_torch(net, images, recipe_for(card.model), scope)
+    model = to_openvino(qnet, card)
+    assert sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops()) > 40
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    outputs = compiled(images)
+    with torch.no_grad():
+        probability, heatmap = DeployNet(qnet).eval()(torch.from_numpy(images))
+    assert np.abs(outputs[0] - probability.numpy()).max() < 0.02  # the same fake-quantized net, two engines
+    assert outputs[1].shape == tuple(heatmap.shape) == (6, 1, 4, 2)

@@ -67,8 +67,12 @@ class Conv2dSame(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad_h = _same_pad(x.shape[-2], self.kernel_size[0], self.stride[0])
-        pad_w = _same_pad(x.shape[-1], self.kernel_size[1], self.stride[1])
+        # int(): plain numbers even while tracing for export, so the padding is a constant of
+        # the export size and no shape arithmetic enters the graph. Traced shape arithmetic
+        # would also run through NNCF's function hooks, where its adds and multiplies shift
+        # the op counters that name the quantizers' places (quantization-aware export broke).
+        pad_h = _same_pad(int(x.shape[-2]), self.kernel_size[0], self.stride[0])
+        pad_w = _same_pad(int(x.shape[-1]), self.kernel_size[1], self.stride[1])
         if pad_h or pad_w:
             x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
         return super().forward(x)

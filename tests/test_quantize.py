@@ -439,6 +439,10 @@ def test_quantization_aware_fine_tune_of_an_image_only_run(tiny, tmp_path):
     assert manifest["settings"]["qat"]["steps"] == qat["steps"]
     with pytest.raises(EdgeSealantError, match="--qat-epochs .* must be in"):
         quantize_run(copy, data_yaml, qat_epochs=-1, force=True)
+    control = quantize_run(copy, data_yaml, subset_size=16, qat_epochs=0, force=True)  # the torch route, no fine-tune
+    assert control["settings"]["qat"]["steps"] == 0 and control["settings"]["engine"].startswith("nncf.quantize (torch)")
+    model = ov.Core().read_model(copy / "openvino" / "int8" / "model.xml")
+    assert any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
 
 
 def test_lite0_with_heatmap_converts_to_openvino_with_its_fake_quantizers():

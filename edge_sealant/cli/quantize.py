@@ -24,7 +24,7 @@ def quantize_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the quantize report as JSON on stdout.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing INT8 model of this backend.")] = False,
     keep_threshold: Annotated[bool, typer.Option("--keep-threshold", help="Give the INT8 model FP32's threshold instead of re-choosing it on INT8's val scores with the run's policy.")] = False,
-    qat_epochs: Annotated[float, typer.Option("--qat-epochs", help="Quantization-aware fine-tune of best.pt for this many epochs of the train split (OpenVINO; minutes on a CPU) instead of post-training quantization; 0: off.")] = 0.0,
+    qat_epochs: Annotated[Optional[float], typer.Option("--qat-epochs", help="Quantization-aware fine-tune of best.pt for this many epochs of the train split (OpenVINO; minutes on a CPU) instead of post-training quantization of the IR; 0: NNCF on the torch net without fine-tuning (a control).")] = None,
 ) -> None:
     """INT8 quantization (post-training, or quantization-aware with --qat-epochs) with a calibration manifest and an FP32-vs-INT8 report."""
     import contextlib

@@ -96,14 +96,17 @@ def quantize_torch(net: Any, images: np.ndarray, recipe: dict[str, Any], scope: 
 
 def fine_tune(qnet: Any, train: Any, card: ModelCard, epochs: float, lr: float, batch_size: int, seed: int,
               log: Callable[[str], None]) -> QatRecord:
-    """Step 2: ``epochs`` (may be fractional) of the training loss on ``train`` (LoadedImages with masks for heatmap nets)."""
+    """Step 2: ``epochs`` (may be fractional; 0: none) of the training loss on ``train`` (LoadedImages with masks for heatmap nets)."""
     import torch
     from torch import nn
 
     from edge_sealant.train.parts import ArrayDataset, augmentation, epoch_indices, inspection_loss
 
-    steps = max(1, int(round(epochs * len(train.labels) / batch_size)))
+    steps = max(1, int(round(epochs * len(train.labels) / batch_size))) if epochs > 0 else 0
     record = QatRecord(epochs=float(epochs), steps=steps, batch_size=batch_size, lr=lr, train_images=len(train.labels))
+    if steps == 0:
+        qnet.eval()
+        return record
     optimizer = torch.optim.AdamW([p for p in qnet.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     loss_fn = nn.BCEWithLogitsLoss()
     dataset = ArrayDataset(train, augmentation())

@@ -57,7 +57,7 @@ def _ignore(message: str) -> None:
 def quantize_run(
     run: str | Path, data: str | Path, backend: str = "openvino", subset_size: int = MIN_CALIBRATION_IMAGES,
     split: str = "train", max_drop: float | None = None, *, seed: int | None = None, force: bool = False,
-    keep_threshold: bool = False, qat_epochs: float = 0.0, log: Log = _ignore, warn: Log = _ignore,
+    keep_threshold: bool = False, qat_epochs: float | None = None, log: Log = _ignore, warn: Log = _ignore,
 ) -> dict[str, Any]:
     """Quantize ``RUN``'s FP32 model to INT8, evaluate FP32 vs INT8, write model + records.
 
@@ -69,10 +69,11 @@ def quantize_run(
     (absolute drop); layers NNCF must keep in float are listed in the manifest. ``seed``:
     of the calibration draw (default: the run's training seed). The INT8 model's threshold is
     re-chosen on its own val scores with the run's policy, as FP32's was (``keep_threshold``:
-    FP32's, unchanged; also when val was not where FP32's was chosen). ``qat_epochs`` > 0:
+    FP32's, unchanged; also when val was not where FP32's was chosen). ``qat_epochs``:
     quantization-aware fine-tuning of ``best.pt`` for that many epochs of the train split
     (:mod:`edge_sealant.quantize.qat`; OpenVINO only) instead of post-training quantization of
-    the IR; the report compares the result with the same FP32 IR. ``log`` receives progress
+    the IR; 0 quantizes the torch net without fine-tuning (the control that tells the fine-tune's
+    share from the torch route's); the report compares either with the same FP32 IR. ``log`` receives progress
     lines and ``warn`` warnings, one plain-text message per call (both default to silence).
     Returns the report (also saved as ``quantize_report.json``); nothing is printed.
     """
@@ -101,7 +102,7 @@ def quantize_run(
     target = artifact_path(run, backend, "int8")
     with _scratch_beside(target) as scratch:
         val = eval_sets["val"] if max_drop is not None else None
-        if qat_epochs:
+        if qat_epochs is not None:
             quantized, accuracy_control = _quantize_aware(run, dataset, card, source, calibration, recipe, qat_epochs, seed, settings, log)
         else:
             quantized, accuracy_control = _quantize(model, source, calibration, recipe, ignored, backend, scratch, max_drop, val, log)
@@ -129,15 +130,15 @@ def quantize_run(
 
 
 # ------------------------------------------------------------------ step 1: card and model
-def _check_request(run: Path, backend: str, subset_size: int, max_drop: float | None, force: bool, qat_epochs: float = 0.0) -> None:
+def _check_request(run: Path, backend: str, subset_size: int, max_drop: float | None, force: bool, qat_epochs: float | None = None) -> None:
     """Refuse a bad request before any work: missing run, bad sizes, an INT8 model in the way."""
     if not run.is_dir():
         raise EdgeSealantError(f"{run}: run folder not found")
     if int(subset_size) < 1:
         raise EdgeSealantError(f"--subset-size must be at least 1, got {subset_size}")
-    if qat_epochs:
-        if not (np.isfinite(qat_epochs) and 0.0 < float(qat_epochs) <= 20.0):
-            raise EdgeSealantError(f"--qat-epochs {qat_epochs} must be in (0, 20] (a short fine-tune: 1 is typical)")
+    if qat_epochs is not None:
+        if not (np.isfinite(qat_epochs) and 0.0 <= float(qat_epochs) <= 20.0):
+            raise EdgeSealantError(f"--qat-epochs {qat_epochs} must be in [0, 20] (a short fine-tune: 1 is typical)")
         if backend != "openvino" or max_drop is not None:
             raise EdgeSealantError("--qat-epochs works with --backend openvino and without --max-drop (the fine-tune replaces accuracy control)")
         if not (run / "best.pt").is_file():

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edge_sealant.bench import cpu_info, result_stem, write_result_files  # noqa: E402
+from edge_sealant.metrics import format_difference  # noqa: E402
 
 TARGET_DROP = 0.005
 SPLITS = ("val", "test")
@@ -40,14 +41,40 @@ def _fresh_copy(run: Path, dest: Path) -> Path:
     return dest
 
 
-def measure(run: Path, data: Path, epochs: float, work: Path) -> dict[str, Any]:
-    """Every route on copies of ``run``: {variant: {split: figures}, seconds}."""
+def _rescored(copy: Path, data: Path) -> dict[str, Any]:
+    """The quantize report of ``copy``'s INT8 model with its FP32-vs-INT8 figures measured again
+    by today's code (e.g. the drop's paired interval, added after the model was made)."""
+    import json
+
+    from edge_sealant.card import ModelCard
+    from edge_sealant.data.loading import load_dataset_like
+    from edge_sealant.evaluate import card_group_by
+    from edge_sealant.imageset import load_images
+    from edge_sealant.quantize.scoring import score_fp32_vs_int8
+
+    int8 = copy / "openvino" / "int8"
+    report = json.loads((int8 / "quantize_report.json").read_text())
+    card = ModelCard.load(copy)
+    dataset = load_dataset_like(data, card.data_summary or {})
+    eval_sets = {split: load_images(dataset.split(split), card) for split in SPLITS}
+    scored = score_fp32_vs_int8(copy / "openvino" / "fp32" / "model.xml", int8 / "model.xml", eval_sets, card.threshold, card_group_by(card))
+    report["metrics"] = scored.comparison
+    return report
+
+
+def measure(run: Path, data: Path, epochs: float, work: Path, reuse: bool = False) -> dict[str, Any]:
+    """Every route on copies of ``run``: {variant: {split: figures}, seconds}. ``reuse``: score
+    the INT8 models already in ``work`` instead of quantizing again."""
     from edge_sealant.quantize import quantize_run
 
     entry: dict[str, Any] = {"run": str(run)}
     for variant, qat_epochs in zip(VARIANTS, (None, 0.0, epochs)):
-        copy = _fresh_copy(run, work / f"{run.name}-{variant}")
-        report = quantize_run(copy, data, qat_epochs=qat_epochs, log=lambda line: print(f"  [{run.name} {variant}] {line}", flush=True))
+        copy = work / f"{run.name}-{variant}"
+        if reuse and (copy / "openvino" / "int8" / "model.xml").is_file():
+            report = _rescored(copy, data)
+        else:
+            copy = _fresh_copy(run, copy)
+            report = quantize_run(copy, data, qat_epochs=qat_epochs, log=lambda line: print(f"  [{run.name} {variant}] {line}", flush=True))
         figures: dict[str, Any] = {"seconds": report["seconds"], "engine": report["settings"]["engine"]}
         for split in SPLITS:
             row = report["metrics"].get(split)
@@ -57,7 +84,7 @@ def measure(run: Path, data: Path, epochs: float, work: Path) -> dict[str, Any]:
             figures[split] = {
                 "fp32_auroc": row["fp32"]["auroc"], "fp32_auroc_ci": row["fp32"]["auroc_ci"],
                 "int8_auroc": row["int8"]["auroc"], "int8_auroc_ci": row["int8"]["auroc_ci"],
-                "auroc_drop": row["auroc_drop"], "peak_same_cell": peaks.get("same_cell"),
+                "auroc_drop": row["auroc_drop"], "auroc_drop_ci": row.get("auroc_drop_ci"), "peak_same_cell": peaks.get("same_cell"),
                 "peak_in_fp32_region": peaks.get("in_fp32_region"),
             }
         entry[variant] = figures
@@ -97,7 +124,7 @@ def markdown(payload: dict[str, Any]) -> str:
         f"({', '.join(k for k, v in cpu['isa'].items() if v)}). QAT: {payload['epochs']:g} epoch(s) of the train split. "
         f"Target: AUROC drop <= {TARGET_DROP} on both splits. Intervals: 95%, resampling parts.",
         "",
-        "| run | route | split | FP32 AUROC | INT8 AUROC | drop | heatmap peak: same cell | in FP32's region | seconds |",
+        "| run | route | split | FP32 AUROC | INT8 AUROC | drop (paired 95%) | heatmap peak: same cell | in FP32's region | seconds |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in payload["runs"]:
@@ -109,7 +136,7 @@ def markdown(payload: dict[str, Any]) -> str:
                 f = figures[split]
                 lines.append(
                     f"| {Path(entry['run']).name} | {variant} | {split} | {auroc(f, 'fp32_auroc')} | {auroc(f, 'int8_auroc')} | "
-                    f"{f['auroc_drop']:+.4f} | {share(f['peak_same_cell'])} | {share(f['peak_in_fp32_region'])} | {figures['seconds']:.0f} |"
+                    f"{format_difference(f['auroc_drop'], f.get('auroc_drop_ci'))} | {share(f['peak_same_cell'])} | {share(f['peak_in_fp32_region'])} | {figures['seconds']:.0f} |"
                 )
     lines += ["", "| route | val drop (mean +- sd) | test drop (mean +- sd) | runs meeting the target on both splits | seconds |",
               "|---|---|---|---|---|"]
@@ -125,11 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--epochs", type=float, default=1.0, help="QAT epochs (default 1)")
     parser.add_argument("--work", type=Path, default=Path("runs") / "int8_qat", help="folder for the run copies")
+    parser.add_argument("--reuse", action="store_true", help="score the INT8 models already in --work instead of quantizing again")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--name", default="int8-qat", help="results file name after date and CPU")
     args = parser.parse_args(argv)
     cpu = cpu_info()
-    runs = [measure(r, args.data, args.epochs, args.work) for r in args.runs]
+    runs = [measure(r, args.data, args.epochs, args.work, args.reuse) for r in args.runs]
     payload = {"date": date.today().isoformat(), "data": str(args.data), "epochs": args.epochs, "cpu": cpu,
                "runs": runs, "summary": summarise(runs)}
     stem = result_stem(payload["date"], cpu["cpu"], f"{args.name}_int8-qat")

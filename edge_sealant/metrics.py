@@ -269,6 +269,41 @@ def bootstrap_intervals(
     return {k: [float(v) for v in np.percentile(np.concatenate(runs), tails)] if runs else None for k, runs in figures.items()}
 
 
+def paired_auroc_difference_interval(
+    labels: Sequence[int],
+    reference: Sequence[float],
+    other: Sequence[float],
+    resamples: int = CI_RESAMPLES,
+    seed: int = 0,
+    level: float = CI_LEVEL,
+    groups: Sequence[int] | None = None,
+) -> list[float] | None:
+    """Bootstrap percentile interval of AUROC(``reference``) - AUROC(``other``), two models'
+    scores of the same images (e.g. FP32 and INT8: the INT8 drop).
+
+    Every resample draws the same images (or, with ``groups``, parts) for both models, so the
+    interval is of the difference itself; the two models' own intervals overlap almost wholly
+    and say nothing about it. None when a class is missing.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    reference, other = np.asarray(reference, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    if not (labels == 1).any() or not (labels == 0).any():
+        return None
+    draw = _image_draws(labels) if groups is None else _group_draws(labels, np.asarray(groups))
+    rng = np.random.default_rng(seed)
+    differences = []
+    chunk = max(1, min(resamples, 4_000_000 // len(labels)))
+    for start in range(0, resamples, chunk):
+        weights = draw(rng, min(chunk, resamples - start))
+        c_pos, c_neg = weights[:, labels == 1], weights[:, labels == 0]
+        differences.append(
+            _bootstrap_auroc(reference[labels == 1], reference[labels == 0], c_pos, c_neg)
+            - _bootstrap_auroc(other[labels == 1], other[labels == 0], c_pos, c_neg)
+        )
+    tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    return [float(v) for v in np.percentile(np.concatenate(differences), tails)]
+
+
 def _image_draws(labels: np.ndarray):
     """Resample images, each class separately: how often each image is drawn, per resample."""
     n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
@@ -375,6 +410,13 @@ def format_with_ci(value: float | None, ci: Sequence[float] | None, digits: int 
     if not ci:
         return f"{value:.{digits}f}"
     return f"{value:.{digits}f} [{ci[0]:.{max(2, digits - 2)}f}, {ci[1]:.{max(2, digits - 2)}f}]"
+
+
+def format_difference(value: float | None, ci: Sequence[float] | None, digits: int = 4) -> str:
+    """'+0.0103 [+0.0021, +0.0190]': a difference (e.g. an INT8 drop) with its interval, signs shown."""
+    if value is None:
+        return "-"
+    return f"{value:+.{digits}f}" + (f" [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]" if ci else "")
 
 
 def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float) -> dict[str, Any]:

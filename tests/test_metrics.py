@@ -158,6 +158,27 @@ def test_grouped_bootstrap_counts_parts_not_photographs():
     assert width(singletons) == pytest.approx(width(alone), rel=0.15)  # one image per group: the image bootstrap
 
 
+def test_paired_auroc_difference_is_narrower_than_either_models_interval():
+    from edge_sealant.metrics import bootstrap_intervals, paired_auroc_difference_interval
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 140 + [1] * 60)
+    reference = rng.normal(labels * 1.5, 1.0)
+    other = reference + rng.normal(0, 0.05, len(labels))  # the same model, slightly rounded
+    lo, hi = paired_auroc_difference_interval(labels, reference, other)
+    drop = roc_auc_score(labels, reference) - roc_auc_score(labels, other)
+    assert lo <= drop <= hi and hi - lo < 0.02
+    own = bootstrap_intervals(labels, reference)["auroc"]
+    assert own[1] - own[0] > 5 * (hi - lo)  # the models' own intervals cannot resolve the drop
+    assert paired_auroc_difference_interval(labels, reference, other) == [lo, hi]  # seeded
+    worse = np.where(labels == 1, reference - 1.0, reference)  # a clearly worse second model
+    assert paired_auroc_difference_interval(labels, reference, worse)[0] > 0
+    groups = np.arange(len(labels)) // 4  # four images per part, resampled together
+    glo, ghi = paired_auroc_difference_interval(labels, reference, other, groups=groups)
+    assert glo <= drop <= ghi and [glo, ghi] != [lo, hi]
+    assert paired_auroc_difference_interval(np.zeros(5, int), np.ones(5), np.ones(5)) is None
+
+
 def test_grouped_intervals_widen_rates_and_keep_the_exact_bound():
     labels, scores = noisy_scores(120)
     labels6, scores6, parts = np.repeat(labels, 6), np.repeat(scores, 6), np.repeat(np.arange(120), 6)

@@ -249,6 +249,8 @@ def test_report_compares_fp32_and_int8_on_val_and_test(tiny, ov_result):
             assert 0.0 <= row[precision]["auroc"] <= 1.0
             assert 0.0 <= row[precision]["accuracy"] <= 1.0
         assert row["auroc_drop"] == pytest.approx(row["fp32"]["auroc"] - row["int8"]["auroc"])
+        lo, hi = row["auroc_drop_ci"]  # the drop's paired interval
+        assert lo <= row["auroc_drop"] <= hi
     assert saved["settings"]["inference_precision_hint"] == "f32"
     assert "AUROC fp32" in printed and "test" in printed
 

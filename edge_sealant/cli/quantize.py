@@ -60,13 +60,13 @@ def render_report(report: dict[str, Any], out: Console) -> None:
     """FP32-vs-INT8 table per split, then the weights sizes and where the model went."""
     from rich.table import Table
 
-    from edge_sealant.metrics import format_with_ci
+    from edge_sealant.metrics import format_difference, format_with_ci
 
     int8_threshold = (report.get("int8_threshold") or {}).get("value", report["threshold"])
     thresholds = (f"threshold {report['threshold']:.4g}" if int8_threshold == report["threshold"]
                   else f"thresholds FP32 {report['threshold']:.4g}, INT8 {int8_threshold:.4g}")
     table = Table(title=f"{report['model']} {report['backend']}: FP32 vs INT8 ({thresholds})")
-    for column in ("split", "n", "AUROC fp32", "AUROC int8", "drop", "acc fp32", "acc int8"):
+    for column in ("split", "n", "AUROC fp32", "AUROC int8", "drop (paired 95%)", "acc fp32", "acc int8"):
         table.add_column(column, justify="right" if column != "split" else "left")
 
     def fmt(value: Any) -> str:
@@ -79,7 +79,7 @@ def render_report(report: dict[str, Any], out: Console) -> None:
             str(row["n"]),
             format_with_ci(row["fp32"]["auroc"], row["fp32"].get("auroc_ci")),
             format_with_ci(row["int8"]["auroc"], row["int8"].get("auroc_ci")),
-            fmt(row["auroc_drop"]),
+            format_difference(row["auroc_drop"], row.get("auroc_drop_ci")),
             fmt(row["fp32"]["accuracy"]),
             fmt(row["int8"]["accuracy"]),
         )

@@ -34,7 +34,7 @@ def score_fp32_vs_int8(
     own val scores: rounding shifts the scores (on magnetic-tile INT8's ran higher, and FP32's
     threshold flagged up to 8.5 points more good parts), so the INT8 model gets the choice FP32 got."""
     from edge_sealant.evaluate import infer_images, part_groups
-    from edge_sealant.metrics import binary_metrics, threshold_choice, with_intervals
+    from edge_sealant.metrics import binary_metrics, paired_auroc_difference_interval, threshold_choice, with_intervals
     from edge_sealant.runtime.backends import open_backend
 
     # open_backend runs f32 (PITFALL: the CPU plugin's bf16 default would make "FP32" bf16).
@@ -54,6 +54,8 @@ def score_fp32_vs_int8(
             binary_metrics(loaded.labels, int8_scores, scored.int8_threshold), loaded.labels, int8_scores, groups=groups
         )
         scored.comparison[name] = compare_metrics(fp32, int8)
+        # the drop's own interval: both models on the same resampled parts
+        scored.comparison[name]["auroc_drop_ci"] = paired_auroc_difference_interval(loaded.labels, fp32_scores, int8_scores, groups=groups)
         if fp32_out.heatmap is not None and int8_out.heatmap is not None:
             defects = np.asarray(loaded.labels) == 1
             scored.comparison[name]["heatmap_peaks"] = peak_agreement(fp32_out.heatmap[defects], int8_out.heatmap[defects])

@@ -59,8 +59,14 @@ def measure(run: Path, data: Path, policy: str) -> dict[str, Any]:
 
     card = json.loads((run / "run.json").read_text())
     train = card.get("train") or {}
-    entry = {"run": str(run), "supervision": card.get("supervision") or "image", "seed": (train.get("options") or {}).get("seed"),
-             "epochs_run": train.get("epochs_run")}
+    options = train.get("options") or {}
+    entry = {"run": str(run), "supervision": card.get("supervision") or "image", "seed": options.get("seed"),
+             "epochs_run": train.get("epochs_run"), "select": options.get("select", "best-val")}
+    if train.get("epochs_run") != options.get("epochs", train.get("epochs_run")) or train.get("ema_epochs", options.get("ema_epochs")):
+        # last.pt is then not the end of the schedule (early or time-limited stop), or not the kept (averaged) weights
+        print(f"warning: {run}: {train.get('stopped_by') or 'weight average'}; last.pt is not the end of the schedule's model", file=sys.stderr)
+    if entry["select"] == "last":
+        print(f"warning: {run} kept its last epoch: best.pt and last.pt are one model", file=sys.stderr)
     for rule, name in CHECKPOINTS.items():
         figures = _checkpoint_figures(run / name, data, policy)
         if rule == "best-val":

@@ -6,7 +6,8 @@ OpenVINO route, the default: ``ptq``), NNCF on the torch net without fine-tuning
 (``--qat-epochs 0``: ``torch-ptq``, the control that separates the fine-tune's share from the
 route's) and with ``qat_epochs`` (``qat``). All reports compare with the same FP32 IR on val
 and test (f32 execution), so the table holds the AUROC
-drop (FP32 - INT8) per split with both models' intervals, the heatmap peak agreement, and the
+drop (FP32 - INT8) per split with its paired interval (both models on the same resampled parts),
+the models' own AUROC intervals, the heatmap peak agreement, and the
 seconds each route took. The issue's target is a drop <= 0.005 on both splits.
 
     python benchmarks/int8_qat.py DATA RUN [RUN ...] --epochs 1 --work runs/int8_qat --name magnetic-tile-256
@@ -72,6 +73,9 @@ def measure(run: Path, data: Path, epochs: float, work: Path, reuse: bool = Fals
         copy = work / f"{run.name}-{variant}"
         if reuse and (copy / "openvino" / "int8" / "model.xml").is_file():
             report = _rescored(copy, data)
+            made_with = (report["settings"].get("qat") or {}).get("epochs")
+            if qat_epochs is not None and made_with != qat_epochs:
+                raise SystemExit(f"{copy}: its INT8 model was fine-tuned for {made_with} epoch(s), not {qat_epochs}; run without --reuse")
         else:
             copy = _fresh_copy(run, copy)
             report = quantize_run(copy, data, qat_epochs=qat_epochs, log=lambda line: print(f"  [{run.name} {variant}] {line}", flush=True))

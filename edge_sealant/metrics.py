@@ -253,20 +253,30 @@ def bootstrap_intervals(
     pos, neg = scores[labels == 1], scores[labels == 0]
     if not len(pos) or not len(neg):
         return {"auroc": None, "average_precision": None, "recall": None, "fpr": None}
-    draw = _image_draws(labels) if groups is None else _group_draws(labels, np.asarray(groups))
-    rng = np.random.default_rng(seed)
     figures: dict[str, list[np.ndarray]] = {"auroc": [], "average_precision": [], "recall": [], "fpr": []}
-    chunk = max(1, min(resamples, 4_000_000 // len(scores)))  # bounded memory on large splits
-    for start in range(0, resamples, chunk):
-        weights = draw(rng, min(chunk, resamples - start))
-        c_pos, c_neg = weights[:, labels == 1], weights[:, labels == 0]
+    for c_pos, c_neg in _resample_weights(labels, groups, resamples, seed):
         figures["auroc"].append(_bootstrap_auroc(pos, neg, c_pos, c_neg))
         figures["average_precision"].append(_bootstrap_ap(scores, labels, c_pos, c_neg))
         if threshold is not None:
             figures["recall"].append((c_pos * (pos >= threshold)).sum(axis=1) / c_pos.sum(axis=1))
             figures["fpr"].append((c_neg * (neg >= threshold)).sum(axis=1) / c_neg.sum(axis=1))
+    return {k: _percentile_interval(runs, level) if runs else None for k, runs in figures.items()}
+
+
+def _resample_weights(labels: np.ndarray, groups: Sequence[int] | None, resamples: int, seed: int):
+    """Chunks of bootstrap resamples as (defect, normal) draw counts per image: images per
+    class, or with ``groups`` whole parts per stratum (see :func:`bootstrap_intervals`)."""
+    draw = _image_draws(labels) if groups is None else _group_draws(labels, np.asarray(groups))
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(resamples, 4_000_000 // len(labels)))  # bounded memory on large splits
+    for start in range(0, resamples, chunk):
+        weights = draw(rng, min(chunk, resamples - start))
+        yield weights[:, labels == 1], weights[:, labels == 0]
+
+
+def _percentile_interval(chunks: list[np.ndarray], level: float) -> list[float]:
     tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
-    return {k: [float(v) for v in np.percentile(np.concatenate(runs), tails)] if runs else None for k, runs in figures.items()}
+    return [float(v) for v in np.percentile(np.concatenate(chunks), tails)]
 
 
 def paired_auroc_difference_interval(
@@ -289,19 +299,12 @@ def paired_auroc_difference_interval(
     reference, other = np.asarray(reference, dtype=np.float64), np.asarray(other, dtype=np.float64)
     if not (labels == 1).any() or not (labels == 0).any():
         return None
-    draw = _image_draws(labels) if groups is None else _group_draws(labels, np.asarray(groups))
-    rng = np.random.default_rng(seed)
-    differences = []
-    chunk = max(1, min(resamples, 4_000_000 // len(labels)))
-    for start in range(0, resamples, chunk):
-        weights = draw(rng, min(chunk, resamples - start))
-        c_pos, c_neg = weights[:, labels == 1], weights[:, labels == 0]
-        differences.append(
-            _bootstrap_auroc(reference[labels == 1], reference[labels == 0], c_pos, c_neg)
-            - _bootstrap_auroc(other[labels == 1], other[labels == 0], c_pos, c_neg)
-        )
-    tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
-    return [float(v) for v in np.percentile(np.concatenate(differences), tails)]
+    differences = [
+        _bootstrap_auroc(reference[labels == 1], reference[labels == 0], c_pos, c_neg)
+        - _bootstrap_auroc(other[labels == 1], other[labels == 0], c_pos, c_neg)
+        for c_pos, c_neg in _resample_weights(labels, groups, resamples, seed)
+    ]
+    return _percentile_interval(differences, level)
 
 
 def _image_draws(labels: np.ndarray):

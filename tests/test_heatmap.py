@@ -282,6 +282,7 @@ def test_quantization_aware_fine_tune_keeps_both_outputs_and_the_heatmap_in_floa
     assert settings["engine"].startswith("nncf.quantize (torch)") and settings["fast_bias_correction"] is True
     qat = settings["qat"]
     assert qat["steps"] >= 1 and qat["train_images"] > 0 and qat["lr"] == pytest.approx(1e-5)  # 1% of the run's 1e-3
+    assert qat["batch_size"] == 8  # the run's own recipe (tiny_options), not a default of 32
     assert "^heatmap_head/.*" in qat["ignored"] and any(name.endswith("/linear/0") for name in qat["ignored"])
     assert "quantization-aware fine-tune: step" in result.output
     for row in report["metrics"].values():

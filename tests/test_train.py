@@ -138,28 +138,43 @@ def test_select_best_val_keeps_the_best_val_epoch_and_stops_early(tiny_data, tmp
     assert not all(torch.equal(kept[name], last[name]) for name in last)  # epoch 2's weights, not epoch 3's
     from edge_sealant.train.progress import selected_epoch_text
 
-    assert selected_epoch_text(train_record) == "best val epoch 2 of 3"
+    assert selected_epoch_text(train_record) == "best val epoch 2 of 4; early stop after epoch 3 (patience 1)"
 
 
-def test_epoch_selection_benchmark_scores_both_checkpoints(tiny_run, tiny_data, repo_root):
+def test_epoch_selection_benchmark_scores_both_checkpoints(tiny_data, tmp_path, monkeypatch, repo_root):
     from bench_fixtures import benchmark_script
 
+    _scripted_val(monkeypatch, [0.7, 0.9, 0.6])
+    run = tmp_path / "run"
+    train(tiny_options(tiny_data, run, epochs=3, select="best-val"))
     script = benchmark_script(repo_root, "epoch_selection")
-    entry = script.measure(tiny_run, tiny_data, "recall@0.95")
-    assert entry["last"]["epoch"] == 2 and entry["best-val"]["epoch"] == 2  # a last-epoch run: one model, twice
-    assert entry["last"]["test"]["auroc"] == entry["best-val"]["test"]["auroc"]
-    assert entry["last"]["val"]["recall"] >= 0.95  # the policy holds on the val it was chosen on
+    entry = script.measure(run, tiny_data, "recall@0.95")
+    assert entry["best-val"]["epoch"] == 2 and entry["last"]["epoch"] == 3 and entry["select"] == "best-val"
+    for rule in ("best-val", "last"):
+        assert entry[rule]["val"]["recall"] >= 0.95  # the policy holds on the val it was chosen on
     other = {**entry, "seed": 1, "last": {**entry["last"], "test": {**entry["last"]["test"], "auroc": entry["last"]["test"]["auroc"] - 0.1}}}
     (row,) = script.summarise([entry, other])
-    assert row["runs"] == 2 and row["last_minus_best_test_auroc"] == pytest.approx(-0.05)
+    gap = entry["last"]["test"]["auroc"] - entry["best-val"]["test"]["auroc"]
+    assert row["runs"] == 2 and row["last_minus_best_test_auroc"] == pytest.approx(gap - 0.05)
     assert row["last_test_auroc"][1] == pytest.approx(0.05)  # the seeds' sd
     table = script.markdown({"date": "d", "data": "x", "policy": "recall@0.95", "cpu": {"cpu": "c"}, "runs": [entry], "summary": [row]})
-    assert "| last - best-val (mean of pairs) |" in table and "2 of 2" in table
+    assert "| last - best-val (mean of pairs) |" in table and "| best-val | 2 of 3 |" in table and "| last | 3 of 3 |" in table
 
 
-def test_select_must_be_a_known_rule(tiny_data, tmp_path):
+def test_recorded_options_read_an_older_or_newer_runs_recipe():
+    from edge_sealant.train.options import recorded_options
+
+    options = recorded_options({"imgsz": [64, 32], "seg_weight": 0.5, "balance": "weighted-loss", "gone_option": 1})
+    assert options.imgsz == (64, 32) and options.seg_weight == 0.5 and options.balance == "weighted-loss"
+    assert options.batch_size == TrainOptions(data="d", out="o").batch_size  # missing: today's default
+    assert recorded_options(None).lr == TrainOptions(data="d", out="o").lr
+
+
+def test_select_must_be_a_known_rule_and_leaves_folds_alone(tiny_data, tmp_path):
     with pytest.raises(EdgeSealantError, match="--select 'best' is not one of last, best-val"):
         tiny_options(tiny_data, tmp_path / "run", select="best")
+    with pytest.raises(EdgeSealantError, match="--select best-val cannot be combined with --folds"):
+        tiny_options(tiny_data, tmp_path / "run", select="best-val", folds=3)
 
 
 @pytest.mark.parametrize("balance", ["none", "undersample", "oversample", "weighted-sampler"])
@@ -290,6 +305,9 @@ def test_folds_choose_epochs_and_threshold_out_of_fold(tiny_data, tmp_path):
     assert card["train"]["options"]["folds"] == 3  # the options the user gave, not the final model's internals
     assert 1 <= folds["chosen_epochs"] <= 2
     assert card["train"]["epochs_run"] == folds["chosen_epochs"]  # the final model stops at the chosen epoch
+    from edge_sealant.train.progress import selected_epoch_text
+
+    assert selected_epoch_text(card["train"]) == f"epoch {folds['chosen_epochs']} of 2, chosen on out-of-fold scores"
     assert card["train"]["selection_splits"] == [] and card["train"]["training_splits"] == ["train", "val"]
     oof = card["metrics"]["oof"]
     train_val = sum(card["data_summary"]["counts"][s]["normal"] + card["data_summary"]["counts"][s]["defect"] for s in ("train", "val"))

@@ -79,9 +79,9 @@ class Conv2dSame(nn.Conv2d):
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> int:
-    # ceil(size / stride) written with positive operands only: during ONNX tracing ``size`` is
-    # a traced value, and ONNX integer Div truncates toward zero, so the usual -(-a // b)
-    # trick exports a wrong padding for odd feature-map sizes.
+    # ceil(size / stride) with positive operands only, a habit from when ``size`` was traced
+    # into ONNX (whose integer Div truncates toward zero, so -(-a // b) exported a wrong
+    # padding for odd sizes); Conv2dSame now passes plain ints.
     return max(((size + stride - 1) // stride - 1) * stride + kernel - size, 0)
 
 

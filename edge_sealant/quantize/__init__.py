@@ -1,4 +1,4 @@
-"""Post-training INT8 quantization of an exported run, with a record of what it saw.
+"""INT8 quantization of an exported run (post-training, or quantization-aware with ``qat_epochs``), with a record of what it saw.
 
 ``quantize_run(RUN, DATA)`` takes ``RUN/openvino/fp32/model.xml`` (or, with
 ``backend="onnx"``, ``RUN/onnx/fp32/model.onnx``; exported first when missing), calibrates it

@@ -24,9 +24,9 @@ SUPERVISION_MODES = ("auto", "image", "boxes")
 # AUROC, with early stopping. With tens of defect images in val, epoch-to-epoch val differences
 # are inside val's own interval, so the best-val pick is mostly noise, and val figures of a
 # model chosen on val are optimistic. Measured on magnetic-tile, 8 epochs, 3 seeds (test AUROC):
-# box supervision, last 0.9769 +- 0.0001 vs best-val 0.9676 +- 0.015 (it chose epochs 4, 5, 8);
+# box supervision, last 0.9769 +- 0.0001 vs best-val 0.9675 +- 0.015 (it chose epochs 4, 5, 8);
 # image labels, last 0.9423 vs best-val 0.9475 (within seed noise); the 5-fold out-of-fold
-# AUROC rose to the last epochs; on small defects at 960x320 best-val stopped at epoch 2 of 6
+# AUROC rose to the last epochs; on small defects at 960x320 best-val chose epoch 2 of 6
 # and lost the whole gain of box supervision. --folds chooses the epoch count on out-of-fold
 # scores instead.
 SELECT_MODES = ("last", "best-val")
@@ -116,6 +116,8 @@ class TrainOptions:
                 raise EdgeSealantError(f"--folds {self.folds} must be >= 2")
             if self.time_limit_min is not None:
                 raise EdgeSealantError("--time-limit cannot be combined with --folds: every fold must train the same epochs")
+            if self.select != "last":
+                raise EdgeSealantError(f"--select {self.select} cannot be combined with --folds: the folds choose the epoch count on out-of-fold scores")
         if self.stop_after is not None and not 1 <= self.stop_after <= self.epochs:
             raise EdgeSealantError(f"stop_after {self.stop_after} must be in [1, epochs]")
         if self.imgsz is not None:
@@ -153,6 +155,18 @@ class TrainOptions:
         if unknown:
             raise EdgeSealantError(f"unknown training option(s): {', '.join(unknown)}")
         return cls(**clean)
+
+
+def recorded_options(values: dict[str, Any] | None) -> TrainOptions:
+    """The recipe a run recorded (``run.json``'s ``train.options``), read by today's code to
+    repeat it (quantization-aware fine-tuning): keys this version does not know are dropped,
+    missing ones take today's defaults, ``imgsz`` is a tuple again; ``data``/``out`` are
+    placeholders when absent (the recipe does not need them)."""
+    known = {spec.name for spec in dataclasses.fields(TrainOptions)}
+    kept = {key: value for key, value in (values or {}).items() if key in known}
+    if kept.get("imgsz"):
+        kept["imgsz"] = tuple(kept["imgsz"])
+    return TrainOptions(**{"data": "-", "out": "-", **kept})
 
 
 def _number(value: Any, integer: bool) -> int | float | None:

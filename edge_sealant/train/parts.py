@@ -126,6 +126,18 @@ def heatmap_loss(heatmap_logits: torch.Tensor, masks: torch.Tensor, known: torch
     return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
 
 
+def training_transform(options: Any) -> Any:
+    """The run's augmentation (``options``: a :class:`~edge_sealant.train.options.TrainOptions`), or None with ``--no-augment``."""
+    return augmentation(options.quarter_turns) if options.augment else None
+
+
+def image_loss_fn(options: Any, labels: np.ndarray, device: torch.device | str = "cpu") -> nn.BCEWithLogitsLoss:
+    """The image BCE; ``--balance weighted-loss`` weights defects by the normal/defect ratio of ``labels``."""
+    positives = max(1, int(np.asarray(labels).sum()))
+    pos_weight = (len(labels) - positives) / positives if options.balance == "weighted-loss" else 1.0
+    return nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device))
+
+
 def inspection_loss(
     net: nn.Module, images: torch.Tensor, labels: torch.Tensor, geometry: list[torch.Tensor], loss_fn: nn.Module, seg_weight: float
 ) -> torch.Tensor:

@@ -79,17 +79,27 @@ def epoch_line(record: dict[str, Any], improved: bool) -> str:
     return f"epoch {record['epoch'] + 1}: train loss {record['train_loss']:.4f}{validation}  mix {record['mix']}"
 
 
+def _select(train: dict[str, Any]) -> str:
+    return (train.get("options") or {}).get("select", "best-val")  # runs from before --select kept the best val epoch
+
+
 def selected_epoch_text(train: dict[str, Any]) -> str:
-    """``last epoch 8 of 8`` or ``best val epoch 4 of 8``: which epoch the run's model is."""
-    select = (train.get("options") or {}).get("select", "best-val")  # runs from before --select: best val
-    kind = "last epoch" if select == "last" else "best val epoch"
-    return f"{kind} {int(train.get('best_epoch', -1)) + 1} of {train.get('epochs_run', '?')}"
+    """Which epoch a run's model is, from its ``run.json`` ``train`` record: ``last epoch 8 of
+    8``, ``best val epoch 4 of 8``, ``epoch 7 of 8, chosen on out-of-fold scores`` (``--folds``),
+    with how the run stopped when it stopped early."""
+    options = train.get("options") or {}
+    epoch = int(train.get("best_epoch", -1)) + 1
+    planned = options.get("epochs", train.get("epochs_run", "?"))
+    if train.get("folds"):
+        return f"epoch {epoch} of {planned}, chosen on out-of-fold scores"
+    kind = "last epoch" if _select(train) == "last" else "best val epoch"
+    stopped = f"; {train['stopped_by']}" if train.get("stopped_by") else ""
+    return f"{kind} {epoch} of {planned}{stopped}"
 
 
 def val_role_text(train: dict[str, Any]) -> str:
     """What val chose in this run: the threshold, and with ``--select best-val`` the epoch too."""
-    select = (train.get("options") or {}).get("select", "best-val")
-    return "val chose the threshold" if select == "last" else "val chose the epoch and the threshold"
+    return "val chose the threshold" if _select(train) == "last" else "val chose the epoch and the threshold"
 
 
 def summary_lines(result: TrainResult) -> list[tuple[str, str]]:

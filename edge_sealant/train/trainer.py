@@ -30,15 +30,16 @@ from edge_sealant.train.paste import DefectPaster
 from edge_sealant.train.parts import (
     ArrayDataset,
     WeightAverage,
-    augmentation,
     bce,
     cosine_with_warmup,
     epoch_indices,
     freeze_body,
+    image_loss_fn,
     inspection_loss,
     pick_device,
     predict_logits,
     sigmoid,
+    training_transform,
 )
 from edge_sealant.train.progress import TrainProgress, auroc_text
 from edge_sealant.versions import TRAINING, library_versions
@@ -210,11 +211,9 @@ class Trainer:
             raise EdgeSealantError("train and val splits both need normal and defect images")
         if self.options.quarter_turns and self.card.height != self.card.width:
             raise EdgeSealantError(f"--quarter-turns needs a square input; this run's is {self.card.height}x{self.card.width} (set --imgsz)")
-        self.transform = augmentation(self.options.quarter_turns) if self.options.augment else None
+        self.transform = training_transform(self.options)
         self.paster = self._defect_paster()
-        positives = max(1, int(labels.sum()))
-        pos_weight = (len(labels) - positives) / positives if self.options.balance == "weighted-loss" else 1.0
-        self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=self.device))
+        self.loss_fn = image_loss_fn(self.options, labels, self.device)
 
     def _defect_paster(self) -> Optional[DefectPaster]:
         if not self.options.paste_defects:

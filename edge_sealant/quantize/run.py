@@ -103,7 +103,7 @@ def quantize_run(
     with _scratch_beside(target) as scratch:
         val = eval_sets["val"] if max_drop is not None else None
         if qat_epochs is not None:
-            quantized, accuracy_control = _quantize_aware(run, dataset, card, source, calibration, recipe, qat_epochs, seed, settings, log)
+            quantized, accuracy_control = _quantize_aware(run, dataset, card, calibration, recipe, qat_epochs, seed, settings, log)
         else:
             quantized, accuracy_control = _quantize(model, source, calibration, recipe, ignored, backend, scratch, max_drop, val, log)
         int8_card = card.replace(precision="int8", backend=backend, metrics={})
@@ -304,7 +304,7 @@ def _quantize(
 
 
 def _quantize_aware(
-    run: Path, dataset: Any, card: ModelCard, source: Path, calibration: CalibrationSet, recipe: dict[str, Any],
+    run: Path, dataset: Any, card: ModelCard, calibration: CalibrationSet, recipe: dict[str, Any],
     epochs: float, seed: int, settings: dict[str, Any], log: Log,
 ) -> tuple[Any, None]:
     """The INT8 ``ov.Model`` of quantization-aware fine-tuning; records what it did in ``settings``."""

@@ -25,7 +25,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, result_stem, write_result_files  # noqa: E402
+from edge_sealant.bench import cpu_info, publish_results  # noqa: E402
 
 CHECKPOINTS = {"best-val": "best.pt", "last": "last.pt"}
 
@@ -142,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [measure(r, args.data, args.policy) for r in args.runs]
     payload = {"date": date.today().isoformat(), "data": str(args.data), "policy": args.policy, "cpu": cpu,
                "runs": runs, "summary": summarise(runs)}
-    stem = result_stem(payload["date"], cpu["cpu"], f"{args.name}_epoch-selection")
-    write_result_files(args.results, stem, payload, markdown(payload))
-    print(markdown(payload))
+    publish_results(args.results, f"{args.name}_epoch-selection", payload, markdown(payload))
     return 0
 
 

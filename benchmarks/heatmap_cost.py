@@ -152,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in runs.values():
             prepare(run, data / "data.yaml")
         payload.update(measure(runs, frames, args.iterations, threads))
-    stem = bench.result_stem(payload["date"], payload["cpu"]["cpu"], "heatmap_cost")
-    bench.write_result_files(args.results, stem, payload, markdown(payload))
-    print(markdown(payload))
+    bench.publish_results(args.results, "heatmap_cost", payload, markdown(payload))
     return 0
 
 

@@ -99,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = args.label or [r.name for r in args.runs]
     payload: dict[str, Any] = {"date": date.today().isoformat(), "cpu": bench.cpu_info(), "data": str(args.data), "labels": labels,
                                "runs": [measure(run, args.data) for run in args.runs], "latency": latencies(args.runs)}
-    stem = bench.result_stem(payload["date"], payload["cpu"]["cpu"], "int8_heatmap")
-    bench.write_result_files(args.results, stem, payload, markdown(payload))
-    print(markdown(payload))
+    bench.publish_results(args.results, "int8_heatmap", payload, markdown(payload))
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, result_stem, write_result_files  # noqa: E402
+from edge_sealant.bench import cpu_info, publish_results  # noqa: E402
 from edge_sealant.metrics import format_difference  # noqa: E402
 
 TARGET_DROP = 0.005
@@ -164,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [measure(r, args.data, args.epochs, args.work, args.reuse) for r in args.runs]
     payload = {"date": date.today().isoformat(), "data": str(args.data), "epochs": args.epochs, "cpu": cpu,
                "runs": runs, "summary": summarise(runs)}
-    stem = result_stem(payload["date"], cpu["cpu"], f"{args.name}_int8-qat")
-    write_result_files(args.results, stem, payload, markdown(payload))
-    print(markdown(payload))
+    publish_results(args.results, f"{args.name}_int8-qat", payload, markdown(payload))
     return 0
 
 

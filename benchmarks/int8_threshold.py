@@ -26,7 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, result_stem, write_result_files  # noqa: E402
+from edge_sealant.bench import cpu_info, publish_results  # noqa: E402
 
 POLICIES = ("recall@0.99", "recall@0.95")
 
@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cpu = cpu_info()
     payload = {"date": date.today().isoformat(), "data": str(args.data), "cpu": cpu, "runs": [measure(r, args.data) for r in args.runs]}
-    stem = result_stem(payload["date"], cpu["cpu"], f"{args.name}_int8-threshold")
-    write_result_files(args.results, stem, payload, markdown(payload))
-    print(markdown(payload))
+    publish_results(args.results, f"{args.name}_int8-threshold", payload, markdown(payload))
     return 0
 
 

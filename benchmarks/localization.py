@@ -37,7 +37,7 @@ from torch.nn import functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, result_stem, write_result_files  # noqa: E402
+from edge_sealant.bench import cpu_info, publish_results  # noqa: E402
 from edge_sealant.checkpoint import load_trained  # noqa: E402
 from edge_sealant.data.loading import load_dataset_like  # noqa: E402
 from edge_sealant.imageset import load_images  # noqa: E402
@@ -236,9 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
     }
     name = args.name or Path(args.data).resolve().parent.name
-    stem = result_stem(payload["date"], cpu["cpu"], f"{name}_localization")
-    write_result_files(args.results, stem, payload, markdown(payload))
-    print(markdown(payload))
+    publish_results(args.results, f"{name}_localization", payload, markdown(payload))
     return 0
 
 

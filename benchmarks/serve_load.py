@@ -298,9 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         payload.update(measure(model, frames, args, Path(scratch) / "server.log"))
     payload["verdicts"] = verdicts(payload)
-    stem = bench.result_stem(payload["date"], payload["cpu"]["cpu"], "serve_load")
-    bench.write_result_files(args.results, stem, payload, markdown(payload))
-    print(markdown(payload))
+    bench.publish_results(args.results, "serve_load", payload, markdown(payload))
     return 0
 
 

@@ -37,7 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, result_stem, write_result_files  # noqa: E402
+from edge_sealant.bench import cpu_info, publish_results  # noqa: E402
 from edge_sealant.metrics import bootstrap_intervals, clopper_pearson  # noqa: E402
 
 FALSE_ALARM_BUDGET = 0.05
@@ -204,9 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     for figures in runs:
         figures.pop("frames")
     payload = {"date": date.today().isoformat(), "data": str(args.data), "split": args.split, "cpu": cpu, "runs": runs}
-    stem = result_stem(payload["date"], cpu["cpu"], args.name)
-    write_result_files(args.results, stem, payload, markdown(payload))
-    print(markdown(payload))
+    publish_results(args.results, args.name, payload, markdown(payload))
     return 0
 
 

@@ -36,6 +36,7 @@ from edge_sealant.bench.report import (
     to_json,
     to_markdown,
     write_outputs,
+    publish_results,
     result_stem,
     write_result_files,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "to_json",
     "to_markdown",
     "write_outputs",
+    "publish_results",
     "result_stem",
     "write_result_files",
 ]

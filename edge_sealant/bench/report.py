@@ -166,6 +166,14 @@ def result_stem(date: str, cpu: str, name: str) -> str:
     return f"{date}_{cpu_slug(cpu)}_{name}"
 
 
+def publish_results(folder: Path, name: str, payload: dict[str, Any], markdown_text: str) -> tuple[Path, Path]:
+    """What every benchmark script ends with: ``<date>_<cpu>_<name>.{md,json}`` in ``folder``
+    (date and CPU read from ``payload["date"]`` and ``payload["cpu"]["cpu"]``), the report printed."""
+    paths = write_result_files(folder, result_stem(payload["date"], payload["cpu"]["cpu"], name), payload, markdown_text)
+    print(markdown_text)
+    return paths
+
+
 def write_result_files(folder: Path, stem: str, payload: dict[str, Any], markdown_text: str) -> tuple[Path, Path]:
     """``folder/stem.json`` (the payload) and ``folder/stem.md`` (its report), atomically:
     the pair every benchmark script leaves in ``benchmarks/results``."""

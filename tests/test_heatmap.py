@@ -20,7 +20,7 @@ from edge_sealant.models.net import DeployNet
 from edge_sealant.models.registry import MODEL_SPECS, build_inspection_net, split_parameters
 from edge_sealant.runtime.regions import find_regions, grid_extent
 from edge_sealant.train import train
-from edge_sealant.train.parts import ArrayDataset, augmentation, heatmap_loss
+from edge_sealant.train.parts import ArrayDataset, augmentation, cell_targets, heatmap_loss
 
 runner = CliRunner()
 SIZE = (64, 32)
@@ -107,6 +107,28 @@ def test_heatmap_loss_uses_known_masks_and_weights_rare_defect_cells():
     assert abs(float(grad[0, 0, 0, 0])) > 5 * float(grad[1, 0, 0, 0])
     nothing = heatmap_loss(logits, masks, torch.tensor([False, False, False]))
     assert float(nothing.detach()) == 0.0 and nothing.requires_grad
+
+
+def test_coverage_targets_put_the_peak_on_the_cell_that_holds_the_defect():
+    box = torch.zeros(1, 1, 64, 64)
+    box[0, 0, 12:30, 12:30] = 1  # 18 px: fills most of cell (1, 1), grazes its three neighbours
+    touched = cell_targets(box, (4, 4), "any")[0, 0]
+    assert touched[:2, :2].eq(1).all() and float(touched.sum()) == 4.0  # every grazed cell reads 1
+    shares = cell_targets(box, (4, 4), "coverage")[0, 0]
+    assert float(shares[1, 1]) == 1.0 and float(shares[0, 0]) < float(shares[0, 1]) < 0.5
+    assert float(shares[2:].sum() + shares[:, 2:].sum()) == 0.0
+    crack = torch.zeros(1, 1, 64, 64)
+    crack[0, 0, 30:32, :] = 1  # a thin line fills a small share of each cell it crosses
+    assert cell_targets(crack, (4, 4), "coverage")[0, 0, 1].eq(1).all()  # still 1 all along it
+
+
+def test_heatmap_loss_with_coverage_targets_pushes_the_holding_cell_hardest():
+    logits = torch.zeros(2, 1, 4, 4, requires_grad=True)
+    masks = torch.zeros(2, 64, 64, dtype=torch.uint8)
+    masks[0, 12:30, 12:30] = 1
+    heatmap_loss(logits, masks, torch.tensor([True, True]), target="coverage").backward()
+    grad = logits.grad[0, 0]
+    assert float(grad[1, 1]) == float(grad.min()) < float(grad[0, 1])  # the grazed cell is pushed up less
 
 
 def test_augmentation_moves_the_mask_with_the_image():

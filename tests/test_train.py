@@ -168,6 +168,14 @@ def test_recorded_options_read_an_older_or_newer_runs_recipe():
     assert options.imgsz == (64, 32) and options.seg_weight == 0.5 and options.balance == "weighted-loss"
     assert options.batch_size == TrainOptions(data="d", out="o").batch_size  # missing: today's default
     assert recorded_options(None).lr == TrainOptions(data="d", out="o").lr
+    # options a run recorded before they existed read as what it did, not as today's default
+    assert recorded_options({"imgsz": [64, 32]}).heatmap_target == "any"
+    assert recorded_options({"heatmap_target": "coverage"}).heatmap_target == "coverage"
+
+
+def test_heatmap_target_must_be_known(tiny_data, tmp_path):
+    with pytest.raises(EdgeSealantError, match="--heatmap-target 'centre' is not one of any, coverage"):
+        tiny_options(tiny_data, tmp_path / "run", heatmap_target="centre")
 
 
 def test_select_must_be_a_known_rule_and_leaves_folds_alone(tiny_data, tmp_path):

@@ -55,6 +55,7 @@ def train(
     image_level_classes: Annotated[Optional[str], _Opt(help="Comma-separated defect classes whose boxes do not outline the defect: their images teach the image score only, no heatmap mask.")] = None,
     seg_weight: Annotated[Optional[float], _Opt(help=f"Weight of the heatmap's per-cell loss next to the image loss (default {_default('seg_weight'):g}).")] = None,
     heatmap_stride: Annotated[Optional[int], _Opt(help=f"Input pixels per heatmap cell: 16, or 8 for defects only a few input pixels across (4x the cells; default {_default('heatmap_stride')}).")] = None,
+    heatmap_target: Annotated[Optional[str], _Opt(help=f"What a heatmap cell is taught: any (1 when a box or polygon touches it) | coverage (the share of it covered, relative to its neighbours: the peak lands on the defect, not a grazed neighbour) (default {_default('heatmap_target')}).")] = None,
     paste_defects: Annotated[Optional[float], _Opt(help=f"Share of normal training images that get a labelled defect region from another image pasted in (needs boxes/polygons; {SUGGESTED_SHARE:g} was measured; default {_default('paste_defects'):g}: off).")] = None,
     time_limit: Annotated[Optional[float], _Opt(help="Stop before this many minutes of training (said in run.json).")] = None,
     folds: Annotated[Optional[int], _Opt("--folds", help="K: grouped K-fold cross-validation on train+val, threshold on out-of-fold scores, then one model on all of it.")] = None,
@@ -79,7 +80,7 @@ def train(
         "quarter_turns": True if quarter_turns else None,
         "amp": amp, "workers": workers, "seed": seed, "time_limit_min": time_limit, "folds": folds,
         "group_by": group_by, "max_group_size": max_group, "supervision": supervision, "seg_weight": seg_weight,
-        "paste_defects": paste_defects, "heatmap_stride": heatmap_stride,
+        "paste_defects": paste_defects, "heatmap_stride": heatmap_stride, "heatmap_target": heatmap_target,
         "image_level_classes": split_list(image_level_classes),
     }
     values: dict[str, Any] = training.load_config(config) if config else {}

@@ -132,7 +132,9 @@ def fine_tune(qnet: Any, train: Any, card: ModelCard, options: Any, epochs: floa
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), drop_last=len(order) > batch_size)
         for images, labels, *geometry in loader:
             images = images.float().contiguous(memory_format=torch.channels_last)
-            loss = inspection_loss(qnet, images, labels, geometry if card.has_heatmap else [], loss_fn, options.seg_weight)
+            loss = inspection_loss(
+                qnet, images, labels, geometry if card.has_heatmap else [], loss_fn, options.seg_weight, options.heatmap_target
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

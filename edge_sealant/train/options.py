@@ -30,6 +30,12 @@ SUPERVISION_MODES = ("auto", "image", "boxes")
 # and lost the whole gain of box supervision. --folds chooses the epoch count on out-of-fold
 # scores instead.
 SELECT_MODES = ("last", "best-val")
+# What a heatmap cell is taught to read (train.parts.cell_targets): any = 1 when any of its
+# pixels is marked; coverage = the share of it marked, relative to its neighbours.
+HEATMAP_TARGETS = ("any", "coverage")
+# Options that runs recorded before they existed, read as what those runs really did (not
+# today's default): resuming them or repeating their recipe (QAT) must not change them.
+LEGACY_VALUES = {"select": "best-val", "heatmap_target": "any"}
 
 
 @dataclass
@@ -71,6 +77,7 @@ class TrainOptions:
     image_level_classes: Optional[list[str]] = None  # defect classes whose boxes do not outline the defect
     seg_weight: float = 1.0  # weight of the heatmap's per-cell loss next to the image loss
     heatmap_stride: int = 16  # input pixels per heatmap cell: 16, or 8 for defects a few input pixels across
+    heatmap_target: str = "any"  # what a cell is taught to read (HEATMAP_TARGETS)
     # share of normal training images that get a labelled defect pasted (train.paste); off by
     # default: on magnetic-tile it raised val AUROC but worsened test false alarms at 95% recall
     paste_defects: float = 0.0
@@ -105,6 +112,8 @@ class TrainOptions:
         if not (math.isfinite(self.seg_weight) and 0.0 <= self.seg_weight <= 100.0):
             raise EdgeSealantError(f"--seg-weight {self.seg_weight} must be in [0, 100]")
         check_heatmap_stride(self.heatmap_stride)
+        if self.heatmap_target not in HEATMAP_TARGETS:
+            raise EdgeSealantError(f"--heatmap-target {self.heatmap_target!r} is not one of {', '.join(HEATMAP_TARGETS)}")
         if not (math.isfinite(self.paste_defects) and 0.0 <= self.paste_defects <= 1.0):
             raise EdgeSealantError(f"--paste-defects {self.paste_defects} must be a share in [0, 1]")
         if self.paste_defects and self.supervision == "image":
@@ -160,10 +169,11 @@ class TrainOptions:
 def recorded_options(values: dict[str, Any] | None) -> TrainOptions:
     """The recipe a run recorded (``run.json``'s ``train.options``), read by today's code to
     repeat it (quantization-aware fine-tuning): keys this version does not know are dropped,
-    missing ones take today's defaults, ``imgsz`` is a tuple again; ``data``/``out`` are
-    placeholders when absent (the recipe does not need them)."""
+    missing ones take today's defaults (or :data:`LEGACY_VALUES`, what runs from before an
+    option did), ``imgsz`` is a tuple again; ``data``/``out`` are placeholders when absent
+    (the recipe does not need them)."""
     known = {spec.name for spec in dataclasses.fields(TrainOptions)}
-    kept = {key: value for key, value in (values or {}).items() if key in known}
+    kept = {**LEGACY_VALUES, **{key: value for key, value in (values or {}).items() if key in known}}
     if kept.get("imgsz"):
         kept["imgsz"] = tuple(kept["imgsz"])
     return TrainOptions(**{"data": "-", "out": "-", **kept})

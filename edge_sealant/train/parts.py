@@ -107,23 +107,42 @@ class ArrayDataset(torch.utils.data.Dataset):
         return image.as_subclass(torch.Tensor), label, mask.as_subclass(torch.Tensor), torch.tensor(bool(self.known[index]))
 
 
-def heatmap_loss(heatmap_logits: torch.Tensor, masks: torch.Tensor, known: torch.Tensor, max_pos_weight: float = 20.0) -> torch.Tensor:
+def heatmap_loss(
+    heatmap_logits: torch.Tensor, masks: torch.Tensor, known: torch.Tensor, max_pos_weight: float = 20.0, target: str = "any"
+) -> torch.Tensor:
     """Per-cell BCE of the heatmap against the defect masks, on images whose mask is known.
 
-    A cell's target is 1 when any of its pixels is marked (boxes and polygons alike; boxes
-    over-cover by their corners, a coarse 16-pixel cell absorbs most of that). Defect cells
-    are few (about 1-3% of a defect image, none on a normal one), so they are weighted by the
-    batch's clear/defect cell ratio, capped at ``max_pos_weight``: without it the head learns
-    "clear everywhere" and its peak stops ranking images.
+    ``target`` says what a cell should read (:func:`cell_targets`). Defect cells are few
+    (about 1-3% of a defect image, none on a normal one), so they are weighted by the batch's
+    clear/defect cell ratio, capped at ``max_pos_weight``: without it the head learns "clear
+    everywhere" and its peak stops ranking images.
     """
     if not bool(known.any()):
         return heatmap_logits.sum() * 0.0  # keeps the graph (and DDP/AMP) happy
     logits = heatmap_logits[known].float()
     marked = (masks[known] > 0).float().unsqueeze(1)
-    target = F.adaptive_max_pool2d(marked, logits.shape[-2:])
-    positives = target.sum()
-    weight = ((target.numel() - positives) / positives.clamp(min=1.0)).clamp(1.0, max_pos_weight)
-    return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
+    targets = cell_targets(marked, logits.shape[-2:], target)
+    positives = targets.sum()
+    weight = ((targets.numel() - positives) / positives.clamp(min=1.0)).clamp(1.0, max_pos_weight)
+    return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight)
+
+
+def cell_targets(marked: torch.Tensor, size: tuple[int, int] | torch.Size, target: str = "any") -> torch.Tensor:
+    """What each heatmap cell should read, from N x 1 x H x W pixel masks (1 = defect).
+
+    ``any``: 1 when any pixel of the cell is marked. A defect a cell across then marks every
+    cell it grazes (up to 2 x 2 of them) as much as the one it fills, so nothing tells the
+    head which of them holds the defect, and its peak often sits on a grazed neighbour, a
+    cell centre outside the box. ``coverage``: the share of the cell marked, divided by the
+    largest share among its 3 x 3 neighbours: 1 on the cells that hold most of a defect
+    (every cell along a thin crack, the inside of a large region), the grazed neighbours
+    proportionally less.
+    """
+    if target == "any":
+        return F.adaptive_max_pool2d(marked, size)
+    coverage = F.adaptive_avg_pool2d(marked, size)
+    local_peak = F.max_pool2d(coverage, kernel_size=3, stride=1, padding=1)
+    return torch.where(coverage > 0, coverage / local_peak.clamp(min=1e-6), torch.zeros_like(coverage))
 
 
 def training_transform(options: Any) -> Any:
@@ -139,7 +158,8 @@ def image_loss_fn(options: Any, labels: np.ndarray, device: torch.device | str =
 
 
 def inspection_loss(
-    net: nn.Module, images: torch.Tensor, labels: torch.Tensor, geometry: list[torch.Tensor], loss_fn: nn.Module, seg_weight: float
+    net: nn.Module, images: torch.Tensor, labels: torch.Tensor, geometry: list[torch.Tensor], loss_fn: nn.Module, seg_weight: float,
+    heatmap_target: str = "any",
 ) -> torch.Tensor:
     """The training loss of one batch (training and quantization-aware fine-tuning alike).
 
@@ -147,14 +167,15 @@ def inspection_loss(
     ``seg_weight`` x the per-cell loss on images whose masks are known. The classifier's own
     term keeps it a standalone detector (without it the heatmap carries the fused score and the
     classifier decays: measured val AUROC 0.70 alone), so the fusion combines two real opinions.
-    ``geometry``: ``[masks, known]`` from :class:`ArrayDataset`, or empty for image labels only.
+    ``geometry``: ``[masks, known]`` from :class:`ArrayDataset`, or empty for image labels only;
+    ``heatmap_target``: what a cell should read (:func:`cell_targets`).
     """
     if not geometry:
         return loss_fn(net(images).float(), labels)
     logits, heatmap, classifier_logit = net.forward_parts(images)
     masks, known = geometry
     image_loss = loss_fn(logits.float(), labels) + loss_fn(classifier_logit.float(), labels)
-    return image_loss + seg_weight * heatmap_loss(heatmap, masks, known)
+    return image_loss + seg_weight * heatmap_loss(heatmap, masks, known, target=heatmap_target)
 
 
 def epoch_indices(labels: np.ndarray, balance: str, rng: np.random.Generator) -> np.ndarray:

@@ -10,7 +10,7 @@ import torch
 from edge_sealant.card import removed_on_failure
 from edge_sealant.checkpoint import LAST, read_checkpoint
 from edge_sealant.errors import EdgeSealantError
-from edge_sealant.train.options import TrainOptions
+from edge_sealant.train.options import LEGACY_VALUES, TrainOptions
 from edge_sealant.train.progress import TextProgress, TrainProgress
 from edge_sealant.train.trainer import Trainer, TrainResult
 
@@ -56,7 +56,8 @@ def resume(run: str | Path, progress: TrainProgress | None = None, data: str | N
     # A run from before box supervision has no such option: it is what its card says
     # (image-only), not what "auto" would choose today.
     values.setdefault("supervision", (state.get("card") or {}).get("supervision", "image"))
-    values.setdefault("select", "best-val")  # likewise: runs from before --select kept the best val epoch
+    for key, value in LEGACY_VALUES.items():  # likewise: e.g. runs from before --select kept the best val epoch
+        values.setdefault(key, value)
     if epochs is not None:
         values["epochs"] = epochs
     if data is not None:

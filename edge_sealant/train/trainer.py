@@ -283,7 +283,7 @@ class Trainer:
         return {"train_loss": total / max(1, count), "mix": {"normal": len(indices) - defect, "defect": defect}}
 
     def batch_loss(self, images: torch.Tensor, labels: torch.Tensor, geometry: list[torch.Tensor]) -> torch.Tensor:
-        return inspection_loss(self.net, images, labels, geometry, self.loss_fn, self.options.seg_weight)
+        return inspection_loss(self.net, images, labels, geometry, self.loss_fn, self.options.seg_weight, self.options.heatmap_target)
 
     @property
     def model(self) -> nn.Module:

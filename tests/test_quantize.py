@@ -8,6 +8,7 @@ quantized once and the tests read what that wrote. Tests that mutate a run copy 
 from __future__ import annotations
 
 import json
+import warnings
 import shutil
 from pathlib import Path
 
@@ -392,6 +393,37 @@ def test_requantizing_needs_force(tiny, ov_result):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "pass --force to replace it" in " ".join(result.output.split())
     assert (run / "openvino" / "int8" / "model.xml").stat().st_mtime_ns == before  # untouched
+
+
+def test_overflow_fix_disable_is_recorded_and_warned_on_a_cpu_without_vnni(tiny, ov_result, tmp_path, monkeypatch):
+    from edge_sealant.quantize import quantize_run
+    from edge_sealant.runtime import backends
+
+    data_yaml, run = tiny
+    copy = _copy_run(run, tmp_path / "run")
+    warnings_seen: list[str] = []
+    quantize_run(copy, data_yaml, subset_size=10, overflow_fix="disable", warn=warnings_seen.append)
+    assert any("overflow fix disable" in line and "VNNI" in line for line in warnings_seen)
+    xml = copy / "openvino" / "int8" / "model.xml"
+    manifest = json.loads((xml.parent / "calibration.json").read_text())
+    assert manifest["settings"]["overflow_fix"] == "disable"
+    assert backends.open_backend(xml).card.metrics["quantization"]["overflow_fix"] == "disable"
+    monkeypatch.setattr(backends, "read_cpuinfo", lambda: ("an AVX2 PC", {"sse4_2", "avx2"}))
+    with pytest.warns(RuntimeWarning, match="no VNNI/AMX-INT8"):
+        backends.open_backend(xml)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the recipe's model (fix enabled) runs anywhere without a word
+        assert backends.open_backend(run / "openvino" / "int8" / "model.xml").card.metrics["quantization"]["overflow_fix"] == "enable"
+
+
+def test_overflow_fix_is_checked_before_any_work(tiny):
+    from edge_sealant.quantize import quantize_run
+
+    data_yaml, run = tiny
+    with pytest.raises(EdgeSealantError, match="--overflow-fix 'off' is not one of enable, first_layer_only, disable"):
+        quantize_run(run, data_yaml, overflow_fix="off", force=True)
+    with pytest.raises(EdgeSealantError, match="applies to NNCF post-training quantization"):
+        quantize_run(run, data_yaml, backend="onnx", overflow_fix="disable", force=True)
 
 
 # ------------------------------------------------------------------ quantization-aware fine-tune

@@ -206,3 +206,21 @@ def test_truncated_and_missing_bin(exported_run, tmp_path):
         Inspector.load(model)
     _one_line(info, "model.xml", "model.bin is missing")
     shutil.rmtree(tmp_path / "ir")
+
+
+def test_cpu_flags_decide_whether_full_range_int8_weights_may_saturate(tmp_path):
+    from edge_sealant.runtime.cpu import has_vnni, read_cpuinfo, saturation_warning
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse4_2 avx2 fma\n\n"
+                       "processor\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu\n")
+    model, flags = read_cpuinfo(cpuinfo)
+    assert model == "AMD EPYC 7B13" and flags == {"fpu", "sse4_2", "avx2", "fma"}  # the first CPU's
+    assert has_vnni(flags) is False and has_vnni(flags | {"avx_vnni"}) is True and has_vnni(None) is None
+    assert read_cpuinfo(tmp_path / "absent")[1] is None  # Windows, macOS: unknown
+    assert "no VNNI/AMX-INT8" in saturation_warning("disable", flags)
+    assert "first_layer_only" in saturation_warning("first_layer_only", flags)
+    assert saturation_warning("enable", flags) is None  # 7-bit weights cannot saturate
+    assert saturation_warning(None, flags) is None  # FP32 models, QAT models, older INT8 models
+    assert saturation_warning("disable", flags | {"amx_int8"}) is None
+    assert saturation_warning("disable", None) is None  # cannot tell: no warning rather than a wrong one

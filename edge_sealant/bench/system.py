@@ -53,17 +53,10 @@ def _cores_from_cpuinfo() -> Optional[int]:
 
 def cpu_info() -> dict[str, Any]:
     """CPU model and the ISA flags that decide INT8/BF16 speed (from /proc/cpuinfo)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in CPUINFO.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return {"cpu": model, "isa": {flag: flag in flags for flag in ISA_FLAGS}}
+    from edge_sealant.runtime.cpu import read_cpuinfo
+
+    model, flags = read_cpuinfo(CPUINFO)
+    return {"cpu": model, "isa": {flag: flag in (flags or set()) for flag in ISA_FLAGS}}
 
 
 def openvino_capabilities() -> dict[str, Any]:

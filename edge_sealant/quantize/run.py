@@ -57,7 +57,8 @@ def _ignore(message: str) -> None:
 def quantize_run(
     run: str | Path, data: str | Path, backend: str = "openvino", subset_size: int = MIN_CALIBRATION_IMAGES,
     split: str = "train", max_drop: float | None = None, *, seed: int | None = None, force: bool = False,
-    keep_threshold: bool = False, qat_epochs: float | None = None, log: Log = _ignore, warn: Log = _ignore,
+    keep_threshold: bool = False, qat_epochs: float | None = None, overflow_fix: str | None = None,
+    log: Log = _ignore, warn: Log = _ignore,
 ) -> dict[str, Any]:
     """Quantize ``RUN``'s FP32 model to INT8, evaluate FP32 vs INT8, write model + records.
 
@@ -73,7 +74,10 @@ def quantize_run(
     quantization-aware fine-tuning of ``best.pt`` for that many epochs of the train split
     (:mod:`edge_sealant.quantize.qat`; OpenVINO only) instead of post-training quantization of
     the IR; 0 quantizes the torch net without fine-tuning (the control that tells the fine-tune's
-    share from the torch route's); the report compares either with the same FP32 IR. ``log`` receives progress
+    share from the torch route's); the report compares either with the same FP32 IR.
+    ``overflow_fix`` (OpenVINO post-training route): NNCF's overflow fix instead of the recipe's
+    ``enable`` (``disable``: full-range weights, for PCs known to have VNNI; see
+    :mod:`edge_sealant.runtime.cpu`); the INT8 card records it. ``log`` receives progress
     lines and ``warn`` warnings, one plain-text message per call (both default to silence).
     Returns the report (also saved as ``quantize_report.json``); nothing is printed.
     """
@@ -82,6 +86,7 @@ def quantize_run(
     started = time.perf_counter()
     run, backend = Path(run), normalise_backend(backend)
     _check_request(run, backend, subset_size, max_drop, force, qat_epochs)
+    _check_overflow_fix(overflow_fix, backend, qat_epochs)
 
     # 1. The card and the FP32 model; an already quantized model is refused before data is read.
     card = ModelCard.load(run)
@@ -97,6 +102,10 @@ def quantize_run(
 
     # 3. Quantize with the family's recipe, the 1-output head kept in float when it says so.
     recipe = recipe_for(card.model)
+    if overflow_fix is not None:
+        recipe["overflow_fix"] = overflow_fix
+        if overflow_fix != "enable":
+            warn(_overflow_fix_note(overflow_fix))
     ignored = kept_in_float(model, backend, recipe["float_head"], card.has_heatmap)
     settings = _settings(recipe, backend, calibration, subset_size, ignored, max_drop)
     target = artifact_path(run, backend, "int8")
@@ -119,7 +128,11 @@ def quantize_run(
         weights = weights_sizes(source, draft)
         report = _build_report(run, card, backend, source, target, calibration, settings, scored, weights, accuracy_control)
         manifest = build_manifest(calibration, card, settings, source, getattr(dataset, "root", None), backend, accuracy_control)
-        int8_card.metrics = {**scored.int8, "quantization": {"fp32_vs_int8": scored.comparison, "weights_ratio": weights["ratio"]}}
+        int8_card.metrics = {**scored.int8, "quantization": {
+            "fp32_vs_int8": scored.comparison, "weights_ratio": weights["ratio"],
+            # read by the runtime: full-range weights on a CPU without VNNI get a warning
+            "overflow_fix": recipe["overflow_fix"] if backend == "openvino" and qat_epochs is None else None,
+        }}
         if scored.int8_operating_point is not None:
             int8_card.metrics["operating_point"] = scored.int8_operating_point
         report["seconds"] = round(time.perf_counter() - started, 1)
@@ -153,6 +166,25 @@ def _check_request(run: Path, backend: str, subset_size: int, max_drop: float | 
     existing = artifact_path(run, backend, "int8")
     if existing.exists() and not force:
         raise EdgeSealantError(f"{existing} exists (made {time.ctime(existing.stat().st_mtime)}); pass --force to replace it")
+
+
+OVERFLOW_FIXES = ("enable", "first_layer_only", "disable")
+
+
+def _check_overflow_fix(overflow_fix: str | None, backend: str, qat_epochs: float | None) -> None:
+    if overflow_fix is None:
+        return
+    if overflow_fix not in OVERFLOW_FIXES:
+        raise EdgeSealantError(f"--overflow-fix {overflow_fix!r} is not one of {', '.join(OVERFLOW_FIXES)}")
+    if backend != "openvino" or qat_epochs is not None:
+        raise EdgeSealantError("--overflow-fix applies to NNCF post-training quantization (--backend openvino, no --qat-epochs)")
+
+
+def _overflow_fix_note(overflow_fix: str) -> str:
+    return (
+        f"overflow fix {overflow_fix}: full-range INT8 weights are exact only on CPUs with VNNI or AMX-INT8; "
+        "on a factory PC without them its INT8 sums can saturate (the runtime warns there)"
+    )
 
 
 def _rechoice_policy(card: ModelCard, warn: Log) -> str | None:

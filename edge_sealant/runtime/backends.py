@@ -9,6 +9,7 @@ only one of them.
 from __future__ import annotations
 
 import threading
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 
 from edge_sealant.card import ModelCard
 from edge_sealant.errors import EdgeSealantError
+from edge_sealant.runtime.cpu import read_cpuinfo, saturation_warning
 from edge_sealant.runtime.protocol import Outputs, split_outputs
 from edge_sealant.runtime.model_file import (
     check_model_path,
@@ -71,6 +73,7 @@ class OpenVINOBackend:
         self.card = card or read_openvino_card(model, str(self.path))
         self.precision = self.card.precision
         self.device = device
+        self._warn_if_int8_may_saturate()
         self.hint = hint
         self.model_input = model.inputs[0]
         config = _compile_config(device, hint, want, threads, cache_dir)
@@ -84,6 +87,15 @@ class OpenVINOBackend:
         self._lock = threading.Lock()
         self._queue = None
         self.size_mb = model_size_mb(self.path)
+
+    def _warn_if_int8_may_saturate(self) -> None:
+        """A RuntimeWarning when full-range INT8 weights meet a CPU without VNNI (see runtime.cpu)."""
+        if self.precision != "int8" or "CPU" not in str(self.device).upper():
+            return
+        overflow_fix = ((self.card.metrics or {}).get("quantization") or {}).get("overflow_fix")
+        message = saturation_warning(overflow_fix, read_cpuinfo()[1])
+        if message:
+            warnings.warn(f"{self.path}: {message}", RuntimeWarning, stacklevel=3)
 
     def _compiled_precision(self, default: str) -> str:
         """The float precision the plugin chose (devices without the property: what we asked)."""

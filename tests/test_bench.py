@@ -299,3 +299,17 @@ def test_int8_qat_summary_counts_runs_meeting_the_target_on_both_splits(repo_roo
     table = script.markdown({"date": "d", "data": "x", "epochs": 1.0, "cpu": {"cpu": "c", "isa": {"avx2": True}},
                              "runs": runs, "summary": summary})
     assert "| a | ptq | test |" in table and "| qat | +0.0035 +- 0.0025 | +0.0025 +- 0.0005 | 1 of 2 | 10 |" in table
+
+
+def test_heatmap_cost_table_gives_costs_and_the_rounds_range(repo_root):
+    script = benchmark_script(repo_root, "heatmap_cost")
+
+    def row(fp32: float, int8: float, rounds: list[float]) -> dict:
+        return {"fp32": {"p50_ms": fp32}, "int8": {"p50_ms": int8, "p90_ms": int8 * 1.1, "size_mb": 4.0},
+                "e2e_int8": {"images_per_s": sorted(rounds)[len(rounds) // 2], "images_per_s_rounds": rounds, "p50_ms": 15.0}}
+
+    payload = {"date": "d", "cpu": {"cpu": "c", "isa": {"avx2": True}}, "threads": 2, "iterations": 300, "frames": 120,
+               "image-only": row(10.0, 5.0, [120.0, 100.0, 110.0]), "heatmap": row(10.5, 5.5, [90.0, 105.0, 99.0])}
+    table = script.markdown(payload)
+    assert "| image-only | 10.00 | 5.00 | 5.50 | 4.00 | 110.0 (100-120) | 15.00 |" in table
+    assert "| heatmap vs image-only | +5.0% | +10.0% | +10.0% | | -10.0% | |" in table

@@ -31,7 +31,9 @@ SUPERVISION_MODES = ("auto", "image", "boxes")
 # scores instead.
 SELECT_MODES = ("last", "best-val")
 # What a heatmap cell is taught to read (train.parts.cell_targets): any = 1 when any of its
-# pixels is marked; coverage = the share of it marked, relative to its neighbours.
+# pixels is marked; coverage = the share of it marked, relative to its neighbours. Measured on
+# magnetic-tile 256x256, 3 seeds: coverage moved the pointing game 0.874 -> 0.889 (mean, inside
+# its interval) and lost test AUROC (0.9423 / 0.9734 / 0.9799 vs 0.9767-0.9770): any stays default.
 HEATMAP_TARGETS = ("any", "coverage")
 # Options that runs recorded before they existed, read as what those runs really did (not
 # today's default): resuming them or repeating their recipe (QAT) must not change them.

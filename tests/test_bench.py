@@ -313,3 +313,28 @@ def test_heatmap_cost_table_gives_costs_and_the_rounds_range(repo_root):
     table = script.markdown(payload)
     assert "| image-only | 10.00 | 5.00 | 5.50 | 4.00 | 110.0 (100-120) | 15.00 |" in table
     assert "| heatmap vs image-only | +5.0% | +10.0% | +10.0% | | -10.0% | |" in table
+
+
+def test_int8_error_variants_and_table(repo_root):
+    script = benchmark_script(repo_root, "int8_error")
+    recipe = {"overflow_fix": "enable", "float_head": True}
+    convs = ["/net/conv_stem/Conv", "/net/blocks.0/dw_conv/Conv", "/net/blocks.5/project_conv/Conv",
+             "/net/blocks.6/expand_conv/Conv", "/net/blocks.15/dw_conv/Conv", "/net/conv_head/Conv"]
+    assert script.variant_settings("recipe", recipe, ["head"], convs) == (recipe, ["head"])
+    assert script.variant_settings("overflow-disable", recipe, ["head"], convs)[0]["overflow_fix"] == "disable"
+    assert recipe["overflow_fix"] == "enable"  # the recipe itself is not changed
+    assert script.variant_settings("float-blocks-0-5", recipe, ["head"], convs)[1] == ["head", convs[1], convs[2]]
+    assert script.variant_settings("float-conv-head", recipe, [], convs)[1] == [convs[5]]
+    with pytest.raises(SystemExit, match="unknown variant"):
+        script.variant_settings("float-everything", recipe, [], convs)
+    labels = np.array([0, 0, 0, 1, 1])
+    fp32 = np.array([-3.0, -2.0, -1.0, 1.0, 2.0])
+    row = script.error_row(labels, fp32, fp32 + np.array([0.5, 0.5, 0.5, 0.0, -0.5]), None)
+    assert row["logit_mad"] == pytest.approx(0.4) and row["shift_normal"] == pytest.approx(0.5)
+    assert row["shift_defect"] == pytest.approx(-0.25) and row["auroc_drop"] == pytest.approx(0.0)
+    entry = {"run": "r", "model": "m", "input_size": [8, 8], "variants": [
+        {"variant": v, "overflow_fix": f, "float_ops": 2, "seconds": 1.0, "splits": {"val": row, "test": row}}
+        for v, f in (("recipe", "enable"), ("overflow-disable", "disable"))]}
+    table = script.markdown({"date": "d", "data": "x", "cpu": {"cpu": "c", "isa": {"avx2": True}}, "runs": [entry, entry]})
+    assert "| overflow-disable | disable | 2 | 0.400 | +0.50 / -0.25 |" in table
+    assert "| recipe | 0.400 / 0.400 | 0.400 / 0.400 | +0.0000 / +0.0000 | +0.0000 / +0.0000 |" in table

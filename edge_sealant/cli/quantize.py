@@ -24,7 +24,7 @@ def quantize_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the quantize report as JSON on stdout.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing INT8 model of this backend.")] = False,
     keep_threshold: Annotated[bool, typer.Option("--keep-threshold", help="Give the INT8 model FP32's threshold instead of re-choosing it on INT8's val scores with the run's policy.")] = False,
-    overflow_fix: Annotated[Optional[str], typer.Option("--overflow-fix", help="NNCF overflow fix: enable (the recipe: 7-bit weights, right on every CPU) | first_layer_only | disable (full 8-bit weights: 30-50% less score error on magnetic-tile, but only for factory PCs with VNNI or AMX-INT8; the runtime warns on others).")] = None,
+    overflow_fix: Annotated[Optional[str], typer.Option("--overflow-fix", help="NNCF overflow fix: enable (the recipe: 7-bit weights, right on every CPU) | first_layer_only | disable (full 8-bit weights: 30-45% less logit error on magnetic-tile, but only for factory PCs with VNNI or AMX-INT8; the runtime warns on others).")] = None,
     qat_epochs: Annotated[Optional[float], typer.Option("--qat-epochs", help="Quantization-aware fine-tune of best.pt for this many epochs of the train split (OpenVINO; minutes on a CPU) instead of post-training quantization of the IR; 0: NNCF on the torch net without fine-tuning (a control).")] = None,
 ) -> None:
     """INT8 quantization (post-training, or quantization-aware with --qat-epochs) with a calibration manifest and an FP32-vs-INT8 report."""

@@ -3,7 +3,7 @@
 An INT8 model whose weights use the full 8-bit range (quantized without NNCF's overflow fix)
 is only exact on CPUs with VNNI or AMX-INT8: without them the u8 x s8 kernels add pairs of
 products in 16 bits, which saturate. ``quantize --overflow-fix disable`` makes such a model
-(30-50% less score error than 7-bit weights on magnetic-tile, on a VNNI CPU); the runtime warns
+(30-45% less logit error than 7-bit weights on magnetic-tile, on a VNNI CPU); the runtime warns
 when it meets a CPU without VNNI.
 """
 

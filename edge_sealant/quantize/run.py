@@ -75,7 +75,7 @@ def quantize_run(
     (:mod:`edge_sealant.quantize.qat`; OpenVINO only) instead of post-training quantization of
     the IR; 0 quantizes the torch net without fine-tuning (the control that tells the fine-tune's
     share from the torch route's); the report compares either with the same FP32 IR.
-    ``overflow_fix`` (OpenVINO post-training route): NNCF's overflow fix instead of the recipe's
+    ``overflow_fix`` (OpenVINO, post-training or QAT): NNCF's overflow fix instead of the recipe's
     ``enable`` (``disable``: full-range weights, for PCs known to have VNNI; see
     :mod:`edge_sealant.runtime.cpu`); the INT8 card records it. ``log`` receives progress
     lines and ``warn`` warnings, one plain-text message per call (both default to silence).
@@ -86,7 +86,7 @@ def quantize_run(
     started = time.perf_counter()
     run, backend = Path(run), normalise_backend(backend)
     _check_request(run, backend, subset_size, max_drop, force, qat_epochs)
-    _check_overflow_fix(overflow_fix, backend, qat_epochs)
+    _check_overflow_fix(overflow_fix, backend)
 
     # 1. The card and the FP32 model; an already quantized model is refused before data is read.
     card = ModelCard.load(run)
@@ -131,7 +131,7 @@ def quantize_run(
         int8_card.metrics = {**scored.int8, "quantization": {
             "fp32_vs_int8": scored.comparison, "weights_ratio": weights["ratio"],
             # read by the runtime: full-range weights on a CPU without VNNI get a warning
-            "overflow_fix": recipe["overflow_fix"] if backend == "openvino" and qat_epochs is None else None,
+            "overflow_fix": recipe["overflow_fix"] if backend == "openvino" else None,  # NNCF applies it on either route
         }}
         if scored.int8_operating_point is not None:
             int8_card.metrics["operating_point"] = scored.int8_operating_point
@@ -171,13 +171,13 @@ def _check_request(run: Path, backend: str, subset_size: int, max_drop: float | 
 OVERFLOW_FIXES = ("enable", "first_layer_only", "disable")
 
 
-def _check_overflow_fix(overflow_fix: str | None, backend: str, qat_epochs: float | None) -> None:
+def _check_overflow_fix(overflow_fix: str | None, backend: str) -> None:
     if overflow_fix is None:
         return
     if overflow_fix not in OVERFLOW_FIXES:
         raise EdgeSealantError(f"--overflow-fix {overflow_fix!r} is not one of {', '.join(OVERFLOW_FIXES)}")
-    if backend != "openvino" or qat_epochs is not None:
-        raise EdgeSealantError("--overflow-fix applies to NNCF post-training quantization (--backend openvino, no --qat-epochs)")
+    if backend != "openvino":
+        raise EdgeSealantError("--overflow-fix applies to NNCF quantization (--backend openvino); ONNX Runtime's route has its own 7-bit option in the recipe")
 
 
 def _overflow_fix_note(overflow_fix: str) -> str:

@@ -41,6 +41,7 @@ RUNTIME_FILES = (
     "preprocess.py",
     "runtime/__init__.py",
     "runtime/protocol.py",
+    "runtime/cpu.py",
     "runtime/model_file.py",
     "runtime/backends.py",
     "runtime/regions.py",

@@ -9,6 +9,7 @@ and test (f32 execution), so the table holds the AUROC
 drop (FP32 - INT8) per split with its paired interval (both models on the same resampled parts),
 the models' own AUROC intervals, the heatmap peak agreement, and the
 seconds each route took. The issue's target is a drop <= 0.005 on both splits.
+``--overflow-fix`` applies one NNCF overflow-fix setting to every route (default: the recipe's).
 
     python benchmarks/int8_qat.py DATA RUN [RUN ...] --epochs 1 --work runs/int8_qat --name magnetic-tile-256
 """
@@ -63,9 +64,10 @@ def _rescored(copy: Path, data: Path) -> dict[str, Any]:
     return report
 
 
-def measure(run: Path, data: Path, epochs: float, work: Path, reuse: bool = False) -> dict[str, Any]:
+def measure(run: Path, data: Path, epochs: float, work: Path, reuse: bool = False, overflow_fix: str | None = None) -> dict[str, Any]:
     """Every route on copies of ``run``: {variant: {split: figures}, seconds}. ``reuse``: score
-    the INT8 models already in ``work`` instead of quantizing again."""
+    the INT8 models already in ``work`` instead of quantizing again. ``overflow_fix``: passed to
+    ``quantize_run`` for every route (None: the recipe's)."""
     from edge_sealant.quantize import quantize_run
 
     entry: dict[str, Any] = {"run": str(run)}
@@ -76,10 +78,13 @@ def measure(run: Path, data: Path, epochs: float, work: Path, reuse: bool = Fals
             made_with = (report["settings"].get("qat") or {}).get("epochs")
             if qat_epochs is not None and made_with != qat_epochs:
                 raise SystemExit(f"{copy}: its INT8 model was fine-tuned for {made_with} epoch(s), not {qat_epochs}; run without --reuse")
+            if overflow_fix is not None and report["settings"].get("overflow_fix") != overflow_fix:
+                raise SystemExit(f"{copy}: its INT8 model was made with overflow fix {report['settings'].get('overflow_fix')!r}, not {overflow_fix!r}; run without --reuse")
         else:
             copy = _fresh_copy(run, copy)
-            report = quantize_run(copy, data, qat_epochs=qat_epochs, log=lambda line: print(f"  [{run.name} {variant}] {line}", flush=True))
-        figures: dict[str, Any] = {"seconds": report["seconds"], "engine": report["settings"]["engine"]}
+            report = quantize_run(copy, data, qat_epochs=qat_epochs, overflow_fix=overflow_fix, log=lambda line: print(f"  [{run.name} {variant}] {line}", flush=True))
+        figures: dict[str, Any] = {"seconds": report["seconds"], "engine": report["settings"]["engine"],
+                                   "overflow_fix": report["settings"].get("overflow_fix")}
         for split in SPLITS:
             row = report["metrics"].get(split)
             if row is None:
@@ -126,6 +131,7 @@ def markdown(payload: dict[str, Any]) -> str:
         "",
         f"{payload['data']}; OpenVINO FP32 and INT8 (f32 execution) on {cpu['cpu']} "
         f"({', '.join(k for k, v in cpu['isa'].items() if v)}). QAT: {payload['epochs']:g} epoch(s) of the train split. "
+        f"NNCF overflow fix: {payload.get('overflow_fix') or 'as the recipe sets it'}. "
         f"Target: AUROC drop <= {TARGET_DROP} on both splits. Intervals: 95%, resampling parts.",
         "",
         "| run | route | split | FP32 AUROC | INT8 AUROC | drop (paired 95%) | heatmap peak: same cell | in FP32's region | seconds |",
@@ -156,13 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--epochs", type=float, default=1.0, help="QAT epochs (default 1)")
     parser.add_argument("--work", type=Path, default=Path("runs") / "int8_qat", help="folder for the run copies")
+    parser.add_argument("--overflow-fix", choices=("enable", "first_layer_only", "disable"), default=None,
+                        help="NNCF overflow fix for every route (default: the recipe's)")
     parser.add_argument("--reuse", action="store_true", help="score the INT8 models already in --work instead of quantizing again")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--name", default="int8-qat", help="results file name after date and CPU")
     args = parser.parse_args(argv)
     cpu = cpu_info()
-    runs = [measure(r, args.data, args.epochs, args.work, args.reuse) for r in args.runs]
-    payload = {"date": date.today().isoformat(), "data": str(args.data), "epochs": args.epochs, "cpu": cpu,
+    runs = [measure(r, args.data, args.epochs, args.work, args.reuse, args.overflow_fix) for r in args.runs]
+    payload = {"date": date.today().isoformat(), "data": str(args.data), "epochs": args.epochs, "overflow_fix": args.overflow_fix, "cpu": cpu,
                "runs": runs, "summary": summarise(runs)}
     publish_results(args.results, f"{args.name}_int8-qat", payload, markdown(payload))
     return 0

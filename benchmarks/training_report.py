@@ -1,8 +1,12 @@
 """Tabulate finished runs (run.json + eval/{val,test}/metrics.json) as Markdown and JSON.
 
     python benchmarks/training_report.py RUN [RUN ...] --out benchmarks/results/NAME
+    python benchmarks/training_report.py RUN ... --earlier benchmarks/results/OLD.json --out ...
 
-Every figure is read from the runs' own files; nothing is typed in by hand.
+Every figure is read from the runs' own files; nothing is typed in by hand. ``--earlier`` adds
+the rows of a committed report (runs whose folders are gone, e.g. trained in an earlier
+session): each keeps its figures and is marked with the file and the CPU it came from, so
+training minutes are not compared across machines by mistake.
 """
 
 from __future__ import annotations
@@ -56,6 +60,13 @@ def summarize(run: Path) -> dict[str, Any]:
         "command": train.get("command") or command_from_options({**options, "folds": options.get("folds") or folds.get("k")}),
         "note": train.get("note"),
     }
+
+
+def earlier_rows(report: Path) -> list[dict[str, Any]]:
+    """The rows of a committed report, each marked with the report's file name and CPU."""
+    data = json.loads(report.read_text())
+    cpu = (data.get("cpu") or {}).get("cpu", "?")
+    return [{**row, "source": f"{report.name} ({cpu})"} for row in data["runs"]]
 
 
 def _metrics(run: Path, split: str) -> dict[str, Any]:
@@ -157,7 +168,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         leak = r["leak_free"] or {}
         folds = "" if r["fold_auroc_mean"] is None else f"; folds {r['fold_auroc_mean']:.3f} +- {r['fold_auroc_std']:.3f}"
         lines.append(
-            f"| {r['run']} | {r['model']} | {r['input']} | {r.get('supervision', 'image')} | {r['pretrained']} | {r['device']}{' ' + r['amp'] if r['amp'] else ''} "
+            f"| {r['run']}{' (earlier)' if r.get('source') else ''} | {r['model']} | {r['input']} | {r.get('supervision', 'image')} | {r['pretrained']} | {r['device']}{' ' + r['amp'] if r['amp'] else ''} "
             f"| {r['epochs_run']} ({r['best_epoch']}) | {r['train_minutes']} | {fmt(r['val_auroc'], r['val_auroc_ci'])} "
             f"| {fmt(r['oof_auroc'], r['oof_auroc_ci'])}{folds} | {fmt(r['test_auroc'], r['test_auroc_ci'])} "
             f"| {fmt(r['test_recall'], r['test_recall_ci'], 3)} | {fmt(r['test_fpr'], r['test_fpr_ci'], 3)} "
@@ -165,19 +176,23 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         )
     lines += ["", *recipe_summary(rows), ""]
     for r in rows:
-        lines.append(f"- `{r['run']}`: `{r['command']}`; seconds per epoch {r['epoch_seconds']}" + (f"; {r['note']}" if r["note"] else ""))
+        source = f"; from `{r['source']}`" if r.get("source") else ""
+        lines.append(f"- `{r['run']}`: `{r['command']}`; seconds per epoch {r['epoch_seconds']}" + (f"; {r['note']}" if r["note"] else "") + source)
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
     parser.add_argument("--out", type=Path, required=True, help="path without suffix; .md and .json are written")
     parser.add_argument("--title", default="Training runs")
+    parser.add_argument("--earlier", type=Path, action="append", default=[], help="committed report JSON whose rows to add (repeatable)")
     args = parser.parse_args()
     from edge_sealant.bench import cpu_info
 
-    rows = [summarize(run) for run in args.runs]
+    if not args.runs and not args.earlier:
+        parser.error("give at least one run folder or --earlier report")
+    rows = [row for report in args.earlier for row in earlier_rows(report)] + [summarize(run) for run in args.runs]
     cpu = cpu_info()
     isa = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in cpu.get("isa", {}).items())
     machine = f"Trained on: {cpu.get('cpu', '?')} ({isa}). Intervals: 95%, as each run's evaluation wrote them (`ci` in its metrics: since 2026-11-28 a bootstrap of groups of images of one part for AUROC, Clopper-Pearson widened to it for rates; before, a bootstrap of images).\n\n"

@@ -1,7 +1,7 @@
 """Tabulate finished runs (run.json + eval/{val,test}/metrics.json) as Markdown and JSON.
 
     python benchmarks/training_report.py RUN [RUN ...] --out benchmarks/results/NAME
-    python benchmarks/training_report.py RUN ... --earlier benchmarks/results/OLD.json --out ...
+    python benchmarks/training_report.py RUN ... --earlier benchmarks/results/OLD.json[:RUN,RUN] --out ...
 
 Every figure is read from the runs' own files; nothing is typed in by hand. ``--earlier`` adds
 the rows of a committed report (runs whose folders are gone, e.g. trained in an earlier
@@ -62,11 +62,18 @@ def summarize(run: Path) -> dict[str, Any]:
     }
 
 
-def earlier_rows(report: Path) -> list[dict[str, Any]]:
-    """The rows of a committed report, each marked with the report's file name and CPU."""
+def earlier_rows(spec: str) -> list[dict[str, Any]]:
+    """The rows of a committed report (``FILE`` or ``FILE:RUN,RUN`` for some of its runs), each
+    marked with the report's file name and CPU."""
+    path, _, names = spec.partition(":")
+    report = Path(path)
     data = json.loads(report.read_text())
     cpu = (data.get("cpu") or {}).get("cpu", "?")
-    return [{**row, "source": f"{report.name} ({cpu})"} for row in data["runs"]]
+    wanted = set(names.split(",")) if names else None
+    rows = [{**row, "source": f"{report.name} ({cpu})"} for row in data["runs"] if wanted is None or row["run"] in wanted]
+    if wanted and len(rows) != len(wanted):
+        raise SystemExit(f"{report}: no run(s) {sorted(wanted - {r['run'] for r in rows})}")
+    return rows
 
 
 def _metrics(run: Path, split: str) -> dict[str, Any]:
@@ -138,8 +145,8 @@ def recipe_of(command: str) -> str:
 def recipe_summary(rows: list[dict[str, Any]]) -> list[str]:
     """Mean and standard deviation over the seeds of each recipe (two runs or more)."""
     groups: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(recipe_of(r["command"]), []).append(r)
+    for r in rows:  # rows from an earlier report stay apart: another machine, another session
+        groups.setdefault(recipe_of(r["command"]) + (f"` from `{r['source']}" if r.get("source") else ""), []).append(r)
     lines = []
     for recipe, members in groups.items():
         if len(members) < 2:
@@ -186,7 +193,8 @@ def main() -> None:
     parser.add_argument("runs", nargs="*", type=Path)
     parser.add_argument("--out", type=Path, required=True, help="path without suffix; .md and .json are written")
     parser.add_argument("--title", default="Training runs")
-    parser.add_argument("--earlier", type=Path, action="append", default=[], help="committed report JSON whose rows to add (repeatable)")
+    parser.add_argument("--earlier", action="append", default=[], metavar="FILE[:RUN,RUN]",
+                        help="committed report JSON whose rows (or the named runs') to add (repeatable)")
     args = parser.parse_args()
     from edge_sealant.bench import cpu_info
 

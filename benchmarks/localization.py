@@ -16,7 +16,7 @@ OpenVINO. For every cell of the last feature map, the features masked by a 3x3 G
 kernel centred on it go through the model's own pooling and classifier; the defect
 probability is that cell's saliency (min-max normalised per image).
 
-    python benchmarks/localization.py DATA --boxes-run RUN_A [--boxes-run RUN_C ...] --image-run RUN_B [--split test]
+    python benchmarks/localization.py DATA --boxes-run RUN_A [--boxes-run RUN_C ...] [--image-run RUN_B ...] [--split test]
 
 All runs must be trained on DATA; compare runs of the same input size. Results: Markdown + JSON in
 ``--results`` (default benchmarks/results), named by date, CPU and dataset.
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
     parser.add_argument("--boxes-run", type=Path, required=True, action="append", help="run trained with --supervision boxes (repeat to compare several)")
-    parser.add_argument("--image-run", type=Path, required=True, help="run trained with --supervision image")
+    parser.add_argument("--image-run", type=Path, action="append", default=[], help="run trained with --supervision image: the ReciproCAM anchor (repeat for several seeds)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--name", default=None, help="dataset name in the result file (default: the data folder's)")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": cpu,
         "methods": [
             *(evaluate(run, args.data, args.split, "supervised heatmap") for run in args.boxes_run),
-            evaluate(args.image_run, args.data, args.split, "ReciproCAM (image-only model)"),
+            *(evaluate(run, args.data, args.split, "ReciproCAM (image-only model)") for run in args.image_run),
         ],
     }
     name = args.name or Path(args.data).resolve().parent.name

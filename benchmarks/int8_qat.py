@@ -9,7 +9,8 @@ and test (f32 execution), so the table holds the AUROC
 drop (FP32 - INT8) per split with its paired interval (both models on the same resampled parts),
 the models' own AUROC intervals, the heatmap peak agreement, and the
 seconds each route took. The issue's target is a drop <= 0.005 on both splits.
-``--overflow-fix`` applies one NNCF overflow-fix setting to every route (default: the recipe's).
+``--overflow-fix`` applies one NNCF overflow-fix setting to every route (default: the recipe's);
+``--routes ptq`` measures only some routes (post-training alone takes about a minute a run).
 
     python benchmarks/int8_qat.py DATA RUN [RUN ...] --epochs 1 --work runs/int8_qat --name magnetic-tile-256
 """
@@ -64,14 +65,17 @@ def _rescored(copy: Path, data: Path) -> dict[str, Any]:
     return report
 
 
-def measure(run: Path, data: Path, epochs: float, work: Path, reuse: bool = False, overflow_fix: str | None = None) -> dict[str, Any]:
+def measure(run: Path, data: Path, epochs: float, work: Path, reuse: bool = False, overflow_fix: str | None = None,
+            routes: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
     """Every route on copies of ``run``: {variant: {split: figures}, seconds}. ``reuse``: score
     the INT8 models already in ``work`` instead of quantizing again. ``overflow_fix``: passed to
-    ``quantize_run`` for every route (None: the recipe's)."""
+    ``quantize_run`` for every route (None: the recipe's). ``routes``: which of ``VARIANTS``."""
     from edge_sealant.quantize import quantize_run
 
     entry: dict[str, Any] = {"run": str(run)}
     for variant, qat_epochs in zip(VARIANTS, (None, 0.0, epochs)):
+        if variant not in routes:
+            continue
         copy = work / f"{run.name}-{variant}"
         if reuse and (copy / "openvino" / "int8" / "model.xml").is_file():
             report = _rescored(copy, data)
@@ -130,7 +134,8 @@ def markdown(payload: dict[str, Any]) -> str:
         f"# INT8: post-training vs quantization-aware fine-tune ({payload['date']})",
         "",
         f"{payload['data']}; OpenVINO FP32 and INT8 (f32 execution) on {cpu['cpu']} "
-        f"({', '.join(k for k, v in cpu['isa'].items() if v)}). QAT: {payload['epochs']:g} epoch(s) of the train split. "
+        f"({', '.join(k for k, v in cpu['isa'].items() if v)}). Routes: {', '.join(payload.get('routes', VARIANTS))}. "
+        f"QAT: {payload['epochs']:g} epoch(s) of the train split. "
         f"NNCF overflow fix: {payload.get('overflow_fix') or 'as the recipe sets it'}. "
         f"Target: AUROC drop <= {TARGET_DROP} on both splits. Intervals: 95%, resampling parts.",
         "",
@@ -164,13 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs") / "int8_qat", help="folder for the run copies")
     parser.add_argument("--overflow-fix", choices=("enable", "first_layer_only", "disable"), default=None,
                         help="NNCF overflow fix for every route (default: the recipe's)")
+    parser.add_argument("--routes", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)")
     parser.add_argument("--reuse", action="store_true", help="score the INT8 models already in --work instead of quantizing again")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--name", default="int8-qat", help="results file name after date and CPU")
     args = parser.parse_args(argv)
     cpu = cpu_info()
-    runs = [measure(r, args.data, args.epochs, args.work, args.reuse, args.overflow_fix) for r in args.runs]
-    payload = {"date": date.today().isoformat(), "data": str(args.data), "epochs": args.epochs, "overflow_fix": args.overflow_fix, "cpu": cpu,
+    routes = tuple(args.routes.split(","))
+    if not set(routes) <= set(VARIANTS):
+        parser.error(f"--routes: choose from {', '.join(VARIANTS)}")
+    runs = [measure(r, args.data, args.epochs, args.work, args.reuse, args.overflow_fix, routes) for r in args.runs]
+    payload = {"date": date.today().isoformat(), "data": str(args.data), "epochs": args.epochs, "overflow_fix": args.overflow_fix, "routes": list(routes), "cpu": cpu,
                "runs": runs, "summary": summarise(runs)}
     publish_results(args.results, f"{args.name}_int8-qat", payload, markdown(payload))
     return 0

@@ -44,8 +44,11 @@ from edge_sealant.errors import EdgeSealantError  # noqa: E402
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "magnetic-tile" / "data.yaml"
 DEFAULT_MODELS = "efficientnet_lite0,efficientnet_b0,mobilenet_v3_large"
 # Tiles are roughly square (about 330x315 px on average), so square inputs: the registry's tall
-# 512x208 default is meant for line-camera frames and would squeeze a tile by 2.5x.
-DEFAULT_IMGSZ = "256x256"
+# 512x208 default is meant for line-camera frames and would squeeze a tile by 2.5x. 320 rather than
+# 256: the median tile is 359 px on its long side (10% over 533, up to 632), and at 256 thin
+# cracks lose pixels; three seeds each on one machine: test AUROC 0.9806 +- 0.0010 vs
+# 0.9687 +- 0.0134 (benchmarks/results/2026-11-29_amd-epyc_magnetic-tile_256-vs-320.md).
+DEFAULT_IMGSZ = "320x320"
 DEFAULT_RESOLUTIONS = "160x160,224x224,320x320"
 CUSTOMER_FRAME = (2532, 824)
 E2E_TARGET_IPS = 150.0

@@ -1,7 +1,7 @@
 """Real-data checks on ../shared/datasets/magnetic-tile (skipped when absent).
 
 ``-m slow``: the audit figures (seconds). ``-m golden``: trains the recommended CPU recipe
-(256x256 with box supervision: about 10 minutes on 2 cores), exports and quantizes it, and compares with the golden figures
+(320x320 with box supervision: about 11 minutes of training on 2 cores), exports and quantizes it, and compares with the golden figures
 in benchmarks/golden.json (measured values with tolerances, like NNCF's example_scope).
 """
 
@@ -12,7 +12,7 @@ import pytest
 from edge_sealant.data.audit import audit_dataset
 from edge_sealant.data.loading import load_dataset
 
-CASE = "magnetic-tile/efficientnet_lite0_256x256_8ep"
+CASE = "magnetic-tile/efficientnet_lite0_320x320_8ep"
 
 
 @pytest.fixture(scope="module")

@@ -135,8 +135,8 @@ def markdown(payload: dict[str, Any]) -> str:
         "",
         f"{payload['data']}; OpenVINO FP32 and INT8 (f32 execution) on {cpu['cpu']} "
         f"({', '.join(k for k, v in cpu['isa'].items() if v)}). Routes: {', '.join(payload.get('routes', VARIANTS))}. "
-        f"QAT: {payload['epochs']:g} epoch(s) of the train split. "
-        f"NNCF overflow fix: {payload.get('overflow_fix') or 'as the recipe sets it'}. "
+        + (f"QAT: {payload['epochs']:g} epoch(s) of the train split. " if "qat" in payload.get("routes", VARIANTS) else "")
+        + f"NNCF overflow fix: {payload.get('overflow_fix') or 'as the recipe sets it'}. "
         f"Target: AUROC drop <= {TARGET_DROP} on both splits. Intervals: 95%, resampling parts.",
         "",
         "| run | route | split | FP32 AUROC | INT8 AUROC | drop (paired 95%) | heatmap peak: same cell | in FP32's region | seconds |",

@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from edge_sealant.bench import cpu_info, publish_results  # noqa: E402
 from edge_sealant.metrics import format_difference  # noqa: E402
+from edge_sealant.quantize.run import OVERFLOW_FIXES  # noqa: E402
 
 TARGET_DROP = 0.005
 SPLITS = ("val", "test")
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--epochs", type=float, default=1.0, help="QAT epochs (default 1)")
     parser.add_argument("--work", type=Path, default=Path("runs") / "int8_qat", help="folder for the run copies")
-    parser.add_argument("--overflow-fix", choices=("enable", "first_layer_only", "disable"), default=None,
+    parser.add_argument("--overflow-fix", choices=OVERFLOW_FIXES, default=None,
                         help="NNCF overflow fix for every route (default: the recipe's)")
     parser.add_argument("--routes", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)")
     parser.add_argument("--reuse", action="store_true", help="score the INT8 models already in --work instead of quantizing again")

@@ -144,11 +144,11 @@ def recipe_of(command: str) -> str:
 
 def recipe_summary(rows: list[dict[str, Any]]) -> list[str]:
     """Mean and standard deviation over the seeds of each recipe (two runs or more)."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
     for r in rows:  # rows from an earlier report stay apart: another machine, another session
-        groups.setdefault(recipe_of(r["command"]) + (f"` from `{r['source']}" if r.get("source") else ""), []).append(r)
+        groups.setdefault((recipe_of(r["command"]), r.get("source")), []).append(r)
     lines = []
-    for recipe, members in groups.items():
+    for (recipe, source), members in groups.items():
         if len(members) < 2:
             continue
 
@@ -157,7 +157,7 @@ def recipe_summary(rows: list[dict[str, Any]]) -> list[str]:
             return f"{np.mean(values):.4f} +- {np.std(values, ddof=1):.4f}" if len(values) >= 2 else "-"
 
         lines.append(
-            f"- {len(members)} seeds of `{recipe}` ({', '.join(m['run'] for m in members)}): val AUROC {stat([m['val_auroc'] for m in members])}, "
+            f"- {len(members)} seeds of `{recipe}`" + (f" from `{source}`" if source else "") + f" ({', '.join(m['run'] for m in members)}): val AUROC {stat([m['val_auroc'] for m in members])}, "
             f"test AUROC {stat([m['test_auroc'] for m in members])}, test FPR at 95% recall (own ROC) "
             f"{stat([(m.get('test_roc_at_recall') or {}).get('fpr') for m in members])} (mean +- sd)"
         )

@@ -178,58 +178,6 @@ def test_quarter_turns_move_the_mask_with_the_image_and_need_a_square_input():
         TrainOptions(data="d", out="o", imgsz=(64, 32), quarter_turns=True)
 
 
-def test_aspect_squeeze_is_off_for_one_frame_size_and_follows_the_spread_of_crops():
-    from edge_sealant.train.parts import MAX_SQUEEZE, aspect_squeeze_factor
-
-    one_camera = np.array([[824, 2532]] * 50)
-    assert aspect_squeeze_factor("auto", one_camera, (192, 512), "stretch") == 1.0
-    crops = np.array([[300, 120], [300, 300], [250, 600], [320, 280]] * 10)  # tall, square and wide tiles
-    factor = aspect_squeeze_factor("auto", crops, (320, 320), "stretch")
-    assert 1.0 < factor <= MAX_SQUEEZE
-    mild = np.array([[300, 270], [300, 300], [300, 330]] * 10)  # within 1.25x: not worth distorting
-    assert aspect_squeeze_factor("auto", mild, (320, 320), "stretch") == 1.0
-    assert aspect_squeeze_factor("auto", crops, (320, 320), "letterbox") == 1.0  # letterbox keeps aspect
-    assert aspect_squeeze_factor("auto", None, (320, 320), "stretch") == 1.0
-    assert aspect_squeeze_factor("off", crops, (320, 320), "stretch") == 1.0
-    assert aspect_squeeze_factor("1.5", one_camera, (192, 512), "stretch") == 1.5
-
-
-def test_random_squeeze_thins_the_defect_with_its_mask_and_keeps_it_in_the_frame():
-    from edge_sealant.data.types import Region, Sample
-    from edge_sealant.imageset import LoadedImages
-
-    image = np.full((1, 32, 32, 3), 40, np.uint8)
-    image[0, 4:28, 14:20] = 255  # a tall bar 6 px wide
-    mask = (image[..., 0] > 128).astype(np.uint8)
-    sample = Sample(path=__file__, label=1, regions=(Region("x", "box", (0.5, 0.5, 0.2, 0.75)),))
-    data = ArrayDataset(LoadedImages(image, [sample], [], mask), augmentation(aspect_squeeze=2.0))
-    torch.manual_seed(0)
-    widths = []
-    for _ in range(60):
-        pixels, label, moved, known = data[0]
-        bright = pixels.float().mean(0) > 128
-        marked = moved > 0
-        assert float(label) == 1.0 and bool(known) and int(marked.sum()) > 0, "the defect left the frame"
-        assert (bright ^ marked).sum() <= 0.35 * marked.sum() + 8, "mask left the defect"
-        rows, cols = np.nonzero(bright.numpy())
-        widths.append(min(np.ptp(cols), np.ptp(rows)) + 1)  # flips and squeezes on either axis
-    assert min(widths) <= 4 and max(widths) >= 6  # squeezed sideways sometimes, not always
-
-
-def test_aspect_jitter_option_reads_off_auto_or_a_factor_and_old_runs_had_none():
-    from edge_sealant.errors import EdgeSealantError
-    from edge_sealant.train.options import TrainOptions, recorded_options
-
-    assert TrainOptions(data="d", out="o").aspect_jitter == "off"
-    assert TrainOptions(data="d", out="o", aspect_jitter="AUTO").aspect_jitter == "auto"
-    assert TrainOptions(data="d", out="o", aspect_jitter=1.5).aspect_jitter == "1.5"
-    assert TrainOptions(data="d", out="o", aspect_jitter="1").aspect_jitter == "off"
-    for bad in ("3", "0.5", "wide"):
-        with pytest.raises(EdgeSealantError, match="aspect-jitter"):
-            TrainOptions(data="d", out="o", aspect_jitter=bad)
-    assert recorded_options({"epochs": 3}).aspect_jitter == "off"
-
-
 @pytest.fixture(scope="module")
 def box_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "ds"

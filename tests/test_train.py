@@ -219,19 +219,6 @@ def test_train_cli_with_config(tiny_data, tmp_path):
     assert card["train"]["options"]["balance"] == "weighted-loss"
 
 
-def test_aspect_jitter_auto_stays_off_on_one_frame_size_and_is_recorded(tiny_data, tmp_path):
-    out = tmp_path / "jitter_run"
-    args = ["train", str(tiny_data), "--model", "mobilenet_v3_small", "--pretrained", "none", "--imgsz", "64x32",
-            "--epochs", "1", "--batch-size", "8", "--aspect-jitter", "auto", "--out", str(out)]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert "aspect jitter auto: off" in " ".join(result.output.split())  # every generated frame is 64x32
-    card = json.loads((out / "run.json").read_text())
-    assert card["train"]["options"]["aspect_jitter"] == "auto" and card["train"]["aspect_squeeze"] == 1.0
-    bad = runner.invoke(app, args[:-4] + ["--aspect-jitter", "5", "--out", str(tmp_path / "x")])
-    assert bad.exit_code == 1 and "aspect-jitter" in bad.output
-
-
 def test_train_cli_errors_are_one_line(tmp_path):
     result = runner.invoke(app, ["train", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 1

@@ -110,7 +110,7 @@ def fine_tune(qnet: Any, train: Any, card: ModelCard, options: Any, epochs: floa
     teaches the weights the rounding, not new data."""
     import torch
 
-    from edge_sealant.train.parts import ArrayDataset, aspect_squeeze_factor, epoch_indices, image_loss_fn, inspection_loss, training_transform
+    from edge_sealant.train.parts import ArrayDataset, epoch_indices, image_loss_fn, inspection_loss, training_transform
 
     batch_size = options.batch_size
     steps = max(1, int(round(epochs * len(train.labels) / batch_size))) if epochs > 0 else 0
@@ -120,8 +120,7 @@ def fine_tune(qnet: Any, train: Any, card: ModelCard, options: Any, epochs: floa
         return record
     optimizer = torch.optim.AdamW([p for p in qnet.parameters() if p.requires_grad], lr=lr, weight_decay=options.weight_decay)
     loss_fn = image_loss_fn(options, train.labels)
-    squeeze = aspect_squeeze_factor(options.aspect_jitter, train.source_hw, card.input_size, card.resize_mode)
-    dataset = ArrayDataset(train, training_transform(options, squeeze))
+    dataset = ArrayDataset(train, training_transform(options))
     started, done, epoch, losses = time.perf_counter(), 0, 0, []
     qnet.train()
     for module in qnet.modules():  # frozen batch-norm statistics (see the module doc)

@@ -37,7 +37,7 @@ SELECT_MODES = ("last", "best-val")
 HEATMAP_TARGETS = ("any", "coverage")
 # Options that runs recorded before they existed, read as what those runs really did (not
 # today's default): resuming them or repeating their recipe (QAT) must not change them.
-LEGACY_VALUES = {"select": "best-val", "heatmap_target": "any", "aspect_jitter": "off"}
+LEGACY_VALUES = {"select": "best-val", "heatmap_target": "any"}
 
 
 @dataclass
@@ -59,9 +59,6 @@ class TrainOptions:
     balance: str = "weighted-sampler"
     augment: bool = True
     quarter_turns: bool = False  # also transpose at random (square inputs): defects with no direction of their own
-    # squeeze along one axis at random (train.parts.RandomSqueeze): off | auto (from the spread
-    # of the train images' aspect ratios under the stretch resize) | a factor in [1, 2]
-    aspect_jitter: str = "off"
     select: str = "last"  # which epoch is the model (SELECT_MODES)
     patience: int = 5  # --select best-val only: early stop after this many epochs without val gain
     threshold_policy: str = DEFAULT_POLICY
@@ -119,7 +116,6 @@ class TrainOptions:
         check_heatmap_stride(self.heatmap_stride)
         if self.heatmap_target not in HEATMAP_TARGETS:
             raise EdgeSealantError(f"--heatmap-target {self.heatmap_target!r} is not one of {', '.join(HEATMAP_TARGETS)}")
-        self.aspect_jitter = check_aspect_jitter(self.aspect_jitter)
         if not (math.isfinite(self.paste_defects) and 0.0 <= self.paste_defects <= 1.0):
             raise EdgeSealantError(f"--paste-defects {self.paste_defects} must be a share in [0, 1]")
         if self.paste_defects and self.supervision == "image":
@@ -183,17 +179,6 @@ def recorded_options(values: dict[str, Any] | None) -> TrainOptions:
     if kept.get("imgsz"):
         kept["imgsz"] = tuple(kept["imgsz"])
     return TrainOptions(**{"data": "-", "out": "-", **kept})
-
-
-def check_aspect_jitter(value: Any) -> str:
-    """``--aspect-jitter`` as text: ``off``, ``auto``, or a squeeze factor in [1, 2] (``1`` is off)."""
-    text = str(value).strip().lower()
-    if text in ("off", "auto"):
-        return text
-    factor = _number(text, integer=False)
-    if factor is None or not 1.0 <= factor <= 2.0:
-        raise EdgeSealantError(f"--aspect-jitter {value!r} is not off, auto or a squeeze factor in [1, 2]")
-    return "off" if factor == 1.0 else f"{factor:g}"
 
 
 def _number(value: Any, integer: bool) -> int | float | None:

@@ -6,7 +6,7 @@ Each is small and testable alone; :class:`edge_sealant.train.trainer.Trainer` pu
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,18 +29,15 @@ def pick_device(name: str) -> torch.device:
         raise EdgeSealantError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:0, auto)") from None
 
 
-def augmentation(quarter_turns: bool = False, aspect_squeeze: float = 1.0) -> Any:
+def augmentation(quarter_turns: bool = False) -> Any:
     """Inspection-safe augmentation: geometry and photometry a line camera really varies in.
 
     ``quarter_turns`` (square inputs) adds a random transpose: with the two flips, all eight
     quarter turns and mirrors, for defects that have no direction of their own on the part.
-    ``aspect_squeeze`` > 1 adds :class:`RandomSqueeze` up to that factor (see
-    :func:`aspect_squeeze_factor`).
     """
     return v2.Compose(
         [
             *([RandomTranspose()] if quarter_turns else []),
-            *([RandomSqueeze(aspect_squeeze)] if aspect_squeeze > 1.0 else []),
             v2.RandomHorizontalFlip(),
             v2.RandomVerticalFlip(),
             v2.RandomApply([v2.RandomAffine(degrees=3, translate=(0.03, 0.03), scale=(0.95, 1.05))], p=0.5),
@@ -69,85 +66,6 @@ class RandomTranspose(v2.Transform):
         if inpt.shape[-1] != inpt.shape[-2]:
             raise EdgeSealantError(f"quarter turns need a square input, got {inpt.shape[-2]}x{inpt.shape[-1]}")
         return tv_tensors.wrap(inpt.transpose(-1, -2).contiguous(), like=inpt)
-
-
-# --aspect-jitter auto: the squeeze factor covers half the spread (in log aspect ratio, 5th to
-# 95th percentile) of the training images' distortion under the stretch resize, so an image
-# from the middle of the spread is also seen at either end; off below a 1.25x spread (one
-# camera, one frame size); at most 2x, where half of the squeezed image is reflected texture.
-AUTO_MIN_SPREAD = 1.25
-MAX_SQUEEZE = 2.0
-
-
-def aspect_squeeze_factor(setting: str, source_hw: Optional[np.ndarray], input_hw: tuple[int, int], resize_mode: str) -> float:
-    """The largest squeeze :class:`RandomSqueeze` draws for ``--aspect-jitter setting``; 1.0 = none.
-
-    ``setting``: ``off``, a factor (``1.6``), or ``auto``: from the training images' source
-    sizes ``source_hw`` (N x 2, height and width). The stretch resize squeezes a wide image
-    sideways and a tall one vertically, each by its own aspect ratio, so a defect looks
-    thinner in a wide image than the same defect in a square one. When the frame sizes spread
-    (crops of parts of different shapes), a defect class whose training images all have one
-    shape is otherwise never seen at the distortion the other shapes give it. Letterboxing
-    keeps the aspect ratio, so auto is off there.
-    """
-    if setting == "off":
-        return 1.0
-    if setting != "auto":
-        return float(setting)
-    if resize_mode != "stretch" or source_hw is None or len(source_hw) < 2:
-        return 1.0
-    distortion = np.log(source_hw[:, 1] / source_hw[:, 0]) - math.log(input_hw[1] / input_hw[0])
-    low, high = np.percentile(distortion, [5, 95])
-    spread = math.exp(high - low)
-    if spread < AUTO_MIN_SPREAD:
-        return 1.0
-    return round(min(MAX_SQUEEZE, math.sqrt(spread)), 3)
-
-
-class RandomSqueeze(v2.Transform):
-    """With probability ``p``, squeeze the content along one random axis by a factor drawn
-    log-uniformly from [1, ``max_factor``], filling the freed side with the image's own
-    reflection; image and mask together, so the label stays true (nothing leaves the frame).
-
-    It shows each defect as it would look in a longer frame of the same part (see
-    :func:`aspect_squeeze_factor`). Factors up to 2 only: a reflection must not exceed the image.
-    """
-
-    def __init__(self, max_factor: float, p: float = 0.5):
-        super().__init__()
-        if not 1.0 <= max_factor <= MAX_SQUEEZE:
-            raise EdgeSealantError(f"aspect squeeze {max_factor:g} must be in [1, {MAX_SQUEEZE:g}]")
-        self.max_factor, self.p = max_factor, p
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        draws = torch.rand(4)
-        return {
-            "apply": bool(draws[0] < self.p),
-            "factor": math.exp(float(draws[1]) * math.log(self.max_factor)),
-            "axis": -1 if draws[2] < 0.5 else -2,
-            "before": float(draws[3]),  # share of the reflection on the top/left side
-        }
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        from torchvision import tv_tensors
-
-        if not params["apply"] or not isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)):
-            return inpt
-        height, width = inpt.shape[-2:]
-        size = inpt.shape[params["axis"]]
-        pad = min(size - 1, int(round((params["factor"] - 1.0) * size)))
-        if pad < 1:
-            return inpt
-        before = int(round(params["before"] * pad))
-        sides = (before, pad - before, 0, 0) if params["axis"] == -1 else (0, 0, before, pad - before)
-        planes = inpt.reshape(1, -1, height, width).float()
-        # reflect padding needs floats; antialias keeps a thin defect's pixels when squeezed
-        squeezed = F.interpolate(F.pad(planes, sides, mode="reflect"), size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-        if isinstance(inpt, tv_tensors.Mask):
-            out = torch.where(squeezed >= 0.25 * planes.amax().clamp(min=1), planes.amax(), 0.0)  # a squeezed thin region stays marked
-        else:
-            out = squeezed.round().clamp(0, 255)
-        return tv_tensors.wrap(out.to(inpt.dtype).reshape(inpt.shape), like=inpt)
 
 
 class ArrayDataset(torch.utils.data.Dataset):
@@ -227,11 +145,9 @@ def cell_targets(marked: torch.Tensor, size: tuple[int, int] | torch.Size, targe
     return torch.where(coverage > 0, coverage / local_peak.clamp(min=1e-6), torch.zeros_like(coverage))
 
 
-def training_transform(options: Any, aspect_squeeze: float = 1.0) -> Any:
-    """The run's augmentation (``options``: a :class:`~edge_sealant.train.options.TrainOptions`;
-    ``aspect_squeeze``: its ``--aspect-jitter`` resolved by :func:`aspect_squeeze_factor`), or
-    None with ``--no-augment``."""
-    return augmentation(options.quarter_turns, aspect_squeeze) if options.augment else None
+def training_transform(options: Any) -> Any:
+    """The run's augmentation (``options``: a :class:`~edge_sealant.train.options.TrainOptions`), or None with ``--no-augment``."""
+    return augmentation(options.quarter_turns) if options.augment else None
 
 
 def image_loss_fn(options: Any, labels: np.ndarray, device: torch.device | str = "cpu") -> nn.BCEWithLogitsLoss:

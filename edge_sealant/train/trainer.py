@@ -30,7 +30,6 @@ from edge_sealant.train.paste import DefectPaster
 from edge_sealant.train.parts import (
     ArrayDataset,
     WeightAverage,
-    aspect_squeeze_factor,
     bce,
     cosine_with_warmup,
     epoch_indices,
@@ -212,17 +211,9 @@ class Trainer:
             raise EdgeSealantError("train and val splits both need normal and defect images")
         if self.options.quarter_turns and self.card.height != self.card.width:
             raise EdgeSealantError(f"--quarter-turns needs a square input; this run's is {self.card.height}x{self.card.width} (set --imgsz)")
-        self.aspect_squeeze = self._aspect_squeeze()
-        self.transform = training_transform(self.options, self.aspect_squeeze)
+        self.transform = training_transform(self.options)
         self.paster = self._defect_paster()
         self.loss_fn = image_loss_fn(self.options, labels, self.device)
-
-    def _aspect_squeeze(self) -> float:
-        factor = aspect_squeeze_factor(self.options.aspect_jitter, self.train_set.source_hw, self.card.input_size, self.card.resize_mode)
-        if self.options.aspect_jitter != "off" and self.options.augment:
-            said = "off (the train images share one aspect ratio)" if factor == 1.0 else f"squeeze up to {factor:g}x along one axis, half the images"
-            self.progress.message(f"aspect jitter {self.options.aspect_jitter}: {said}")
-        return factor
 
     def _defect_paster(self) -> Optional[DefectPaster]:
         if not self.options.paste_defects:
@@ -464,7 +455,6 @@ class Trainer:
             "train_seconds": round(seconds, 1),
             "history": self.history,
             "defect_scale": self.defect_scale.to_dict() if self.defect_scale is not None else None,
-            "aspect_squeeze": self.aspect_squeeze,  # --aspect-jitter resolved (1.0: none)
             "skipped_images": self.train_set.skipped + (self.val_set.skipped if self.val_set is not None else []),
             **self.extra_train_info,
         }

@@ -26,6 +26,7 @@ POLY = "0.1 0.1 0.4 0.1 0.4 0.5 0.1 0.5"
 TOP_LEVEL = {
     "root", "format", "notes", "class_names", "normal_classes", "splits", "boxes_per_class",
     "images_per_class", "image_size", "unreadable", "label_problems", "duplicates", "warnings", "grouping", "defect_scale",
+    "frame_shapes",
 }
 
 
@@ -108,6 +109,34 @@ def test_audit_report(dataset_dir):
     assert any(w.startswith("1 test images are near duplicates of train images") for w in warnings)
     assert any("cannot be read or decoded" in w for w in warnings)
     assert "val has no normal images: false alarms cannot be measured there" in warnings
+
+
+def test_frame_shapes_flag_a_class_whose_val_frames_train_never_had(tmp_path):
+    """Train's scratches are all in tall frames, val's in wide ones: the audit says so; a split
+    whose frames match train's (test) and classes with too few images stay quiet."""
+    img = tmp_path / "images"
+    shapes = {"train": (64, 32), "val": (32, 96), "test": (60, 30)}
+    for split, hw in shapes.items():
+        for i in range(3):
+            write(img / split / f"s{i}.png", smooth_image(10 * i + len(split), hw))
+            label(tmp_path, f"{split}/s{i}.txt", f"0 {BOX}\n")
+            write(img / split / f"n{i}.png", smooth_image(100 + 10 * i + len(split), (48, 48)))
+    write(img / "val" / "b0.png", smooth_image(7, (32, 96)))
+    label(tmp_path, "val/b0.txt", f"1 {BOX}\n")  # one image: not enough to speak of
+    (tmp_path / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\ntest: images/test\nnames: [scratch, bubble]\n")
+    report = audit_dataset(load_dataset(tmp_path / "data.yaml"))
+    shapes_seen = report["frame_shapes"]
+    assert shapes_seen["train"]["scratch"] == {"images": 3, "aspect_range": [0.5, 0.5]}
+    assert shapes_seen["val"]["scratch"]["outside_train"] == 3 and shapes_seen["test"]["scratch"]["outside_train"] == 0
+    assert shapes_seen["val"]["bubble"]["outside_train"] is None  # no train image of the class to compare with
+    assert shapes_seen["val"]["normal"]["outside_train"] == 0
+    flagged = [w for w in report["warnings"] if "train's scratch range" in w]
+    assert flagged == [
+        "val: 3 of 3 scratch images have frames 3-3 wide per tall, outside train's scratch range 0.5-0.5: "
+        "the resize distorts their defects unlike any training scratch image, so val's scratch figures also measure that shift"
+    ]
+    letterbox = audit_dataset(load_dataset(tmp_path / "data.yaml"), resize_mode="letterbox")["warnings"]
+    assert any("the resize scales their defects" in w for w in letterbox)
 
 
 def test_near_duplicate_threshold(dataset_dir):
@@ -210,3 +239,7 @@ def test_magnetic_tile_audit():
     assert report["duplicates"]["cross_split_exact"] == 0
     assert report["duplicates"]["cross_split_near"] == 0
     assert report["duplicates"]["within_split_near"] > 100
+    # val's one crack tile is photographed in wide frames (2.4:1); every train crack is at most 1.2:1
+    assert report["frame_shapes"]["val"]["crack"]["outside_train"] == 12
+    flagged = [w for w in report["warnings"] if "wide per tall" in w]
+    assert len(flagged) == 1 and flagged[0].startswith("val: 12 of 12 crack images have frames 2.43-2.5 wide per tall")

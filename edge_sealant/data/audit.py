@@ -1,4 +1,4 @@
-"""Dataset audit: counts, boxes per class, image sizes, unreadable files, label problems, leakage.
+"""Dataset audit: counts, boxes per class, image sizes and frame shapes, unreadable files, label problems, leakage.
 
 ``audit_dataset`` returns a JSON-able dict (its shape is a contract other code relies on);
 ``edge-sealant data inspect`` renders it (``cli/data.py``). Each image is decoded and hashed once by
@@ -104,6 +104,8 @@ def audit_dataset(
     scale = _defect_scale(entries, infos, input_size, resize_mode, stride)
     if scale is not None and scale.needs_larger_input:
         warnings.append(scale.advice())
+    shapes = frame_shapes(entries, infos)
+    warnings.extend(frame_shape_warnings(shapes, resize_mode))
     return {
         "root": str(dataset.root),
         "format": dataset.format,
@@ -119,6 +121,7 @@ def audit_dataset(
         "label_problems": _capped(label_problems),
         "duplicates": _duplicate_summary(exact, near, near_duplicate_distance),
         "defect_scale": {**scale.to_dict(), "resize_mode": resize_mode} if scale is not None else None,
+        "frame_shapes": shapes,
         "warnings": warnings,
     }
 
@@ -133,6 +136,59 @@ def _defect_scale(
         if not info.error and info.hw is not None
     ]
     return defect_scale_of_images(images, input_size, stride, resize_mode)
+
+
+# A val/test image is "shaped unlike train" when its aspect ratio (width / height) lies more than
+# this factor outside the range of the train images of its class; a class is reported when at
+# least half of its (>= 3) images there are. Why it matters: the stretch resize distorts each
+# image by its own aspect ratio, and letterboxing scales it by its longer side, so a defect in a
+# frame of another shape reaches the net thinner, wider or smaller than every training example
+# of its kind. One camera and one frame size never trigger it.
+SHAPE_TOLERANCE = 1.25
+SHAPE_MIN_IMAGES = 3
+
+
+def frame_shapes(entries: list[tuple[str, Any]], infos: list[Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per split and class (each defect class, and ``normal``): images, aspect ratio range
+    (width / height), and for val/test how many lie outside train's range for that class by
+    more than :data:`SHAPE_TOLERANCE` (None when train has no image of the class)."""
+    aspects: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (split, sample), info in zip(entries, infos):
+        if info.error:
+            continue
+        ratio = info.hw[1] / info.hw[0]
+        for name in sample.defect_classes or (("normal",) if sample.label == 0 else ()):
+            aspects[split][name].append(ratio)
+    train = aspects.get("train", {})
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for split, classes in aspects.items():
+        out[split] = {}
+        for name, ratios in sorted(classes.items()):
+            row: dict[str, Any] = {"images": len(ratios), "aspect_range": [round(min(ratios), 2), round(max(ratios), 2)]}
+            if split != "train":
+                low, high = (min(train[name]) / SHAPE_TOLERANCE, max(train[name]) * SHAPE_TOLERANCE) if name in train else (None, None)
+                row["outside_train"] = None if low is None else sum(not low <= r <= high for r in ratios)
+            out[split][name] = row
+    return out
+
+
+def frame_shape_warnings(shapes: dict[str, dict[str, dict[str, Any]]], resize_mode: str) -> list[str]:
+    """One warning per val/test class whose images are mostly shaped unlike train's of that class."""
+    effect = "distorts" if resize_mode == "stretch" else "scales"
+    out = []
+    for split in ("val", "test"):
+        for name, row in shapes.get(split, {}).items():
+            outside = row.get("outside_train")
+            if outside is None or row["images"] < SHAPE_MIN_IMAGES or outside * 2 < row["images"]:
+                continue
+            low, high = row["aspect_range"]
+            train_low, train_high = shapes["train"][name]["aspect_range"]
+            out.append(
+                f"{split}: {outside} of {row['images']} {name} images have frames {low:g}-{high:g} wide per tall, outside train's "
+                f"{name} range {train_low:g}-{train_high:g}: the resize {effect} their defects unlike any training {name} image, "
+                f"so {split}'s {name} figures also measure that shift"
+            )
+    return out
 
 
 def _sizes_and_unreadable(

@@ -132,7 +132,7 @@ def test_frame_shapes_flag_a_class_whose_val_frames_train_never_had(tmp_path):
     assert shapes_seen["val"]["normal"]["outside_train"] == 0
     flagged = [w for w in report["warnings"] if "train's scratch range" in w]
     assert flagged == [
-        "val: 3 of 3 scratch images have frames 3-3 wide per tall, outside train's scratch range 0.5-0.5: "
+        "val: 3 of 3 scratch images have frames 3 wide per tall, outside train's scratch range 0.5: "
         "the resize distorts their defects unlike any training scratch image, so val's scratch figures also measure that shift"
     ]
     letterbox = audit_dataset(load_dataset(tmp_path / "data.yaml"), resize_mode="letterbox")["warnings"]

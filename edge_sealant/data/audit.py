@@ -157,7 +157,7 @@ def frame_shapes(entries: list[tuple[str, Any]], infos: list[Any]) -> dict[str, 
         if info.error:
             continue
         ratio = info.hw[1] / info.hw[0]
-        for name in sample.defect_classes or (("normal",) if sample.label == 0 else ()):
+        for name in sample.defect_classes or (("normal",) if sample.label == 0 else ("defect",)):  # ImageFolder: no class names
             aspects[split][name].append(ratio)
     train = aspects.get("train", {})
     out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -181,14 +181,17 @@ def frame_shape_warnings(shapes: dict[str, dict[str, dict[str, Any]]], resize_mo
             outside = row.get("outside_train")
             if outside is None or row["images"] < SHAPE_MIN_IMAGES or outside * 2 < row["images"]:
                 continue
-            low, high = row["aspect_range"]
-            train_low, train_high = shapes["train"][name]["aspect_range"]
             out.append(
-                f"{split}: {outside} of {row['images']} {name} images have frames {low:g}-{high:g} wide per tall, outside train's "
-                f"{name} range {train_low:g}-{train_high:g}: the resize {effect} their defects unlike any training {name} image, "
+                f"{split}: {outside} of {row['images']} {name} images have frames {_span(row['aspect_range'])} wide per tall, outside "
+                f"train's {name} range {_span(shapes['train'][name]['aspect_range'])}: the resize {effect} their defects unlike any training {name} image, "
                 f"so {split}'s {name} figures also measure that shift"
             )
     return out
+
+
+def _span(bounds: list[float]) -> str:
+    low, high = bounds
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
 
 
 def _sizes_and_unreadable(

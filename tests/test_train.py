@@ -300,6 +300,24 @@ def test_time_limit_stop_is_recorded(tiny_data, tmp_path):
     assert result.card.train["stopped_by"].startswith("time limit after epoch 1 of 3")
 
 
+def test_folds_keep_the_whole_schedule_unless_an_earlier_epoch_wins_beyond_the_noise():
+    from edge_sealant.train.crossval import choose_epochs
+
+    flat = np.array([  # magnetic-tile 320, 5 folds: epoch 5's mean is 0.001 above epoch 8's
+        [0.8422, 0.8776, 0.9233, 0.9557, 0.9565, 0.9639, 0.9548, 0.9553],
+        [0.9116, 0.8909, 0.9494, 0.9822, 0.9836, 0.9846, 0.9902, 0.9906],
+        [0.8682, 0.8504, 0.9671, 0.9880, 0.9955, 0.9994, 0.9997, 0.9998],
+        [0.8271, 0.7543, 0.9017, 0.9776, 0.9657, 0.9333, 0.9273, 0.9455],
+        [0.8224, 0.8491, 0.9597, 0.9396, 0.9465, 0.9517, 0.9466, 0.9517],
+    ])
+    assert int(np.argmax(flat.mean(axis=0))) == 4 and choose_epochs(flat, probe_epochs=1) == 7
+    overfits = flat.copy()
+    overfits[:, 5:] -= np.array([0.02, 0.03, 0.04])  # every fold loses after epoch 5
+    assert choose_epochs(overfits, probe_epochs=1) == 4
+    assert choose_epochs(flat[:1], probe_epochs=1) == 5  # one fold: no noise estimate, its own best
+    assert choose_epochs(np.array([[0.9, 0.8], [0.9, 0.7]]), probe_epochs=1) == 1  # the probe epoch is never chosen
+
+
 def test_folds_choose_epochs_and_threshold_out_of_fold(tiny_data, tmp_path):
     run = tmp_path / "cv"
     result = runner.invoke(

@@ -104,7 +104,7 @@ def train_folds(options: TrainOptions, progress: TrainProgress | None = None) ->
     fold_aurocs = [float(curve[best]) for curve in folds_run.curves]
     _write_oof(run / OOF_SCORES, loaded, held_out, oof)
     progress.message(
-        f"cross-validation: epoch {best + 1} best; fold AUROC {np.mean(fold_aurocs):.4f} +- {np.std(fold_aurocs):.4f}, "
+        f"cross-validation: {best + 1} epochs chosen; fold AUROC {np.mean(fold_aurocs):.4f} +- {np.std(fold_aurocs):.4f}, "
         f"pooled out-of-fold AUROC {pooled['auroc']:.4f} [{pooled['auroc_ci'][0]:.4f}, {pooled['auroc_ci'][1]:.4f}]"
     )
     record = {

@@ -1,8 +1,9 @@
 """Retrain a ``train --folds K`` run's final model for another number of epochs of its schedule.
 
-Why: ``--folds`` stops the final model after the epoch with the best mean fold AUROC. When the
-mean fold curve is flat (differences inside the folds' noise), that can be mid-schedule, at a
-learning rate the cosine schedule has not yet brought down. This script trains the same final
+Why: ``--folds`` stops the final model after the epoch it chose on the folds (until 2026-11-29
+the best mean fold AUROC, now :func:`edge_sealant.train.crossval.choose_epochs`). When the mean
+fold curve is flat (differences inside the folds' noise), the best mean can be mid-schedule, at
+a learning rate the cosine schedule has not yet brought down. This script trains the same final
 model (all of train+val, the run's recorded options) for ``--epochs-run`` epochs instead, with
 the run's out-of-fold threshold, into ``--out``; then ``edge-sealant evaluate OUT DATA --split
 test`` scores it. Only the threshold-free figures (AUROC) compare fairly: the threshold was

@@ -29,9 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from edge_sealant.imageset import load_images
+    from edge_sealant.train.crossval import _train_final_model
     from edge_sealant.train.options import recorded_options
     from edge_sealant.train.progress import TextProgress
-    from edge_sealant.train.trainer import TrainData, Trainer, load_training_dataset, new_card
+    from edge_sealant.train.trainer import load_training_dataset, new_card
 
     card = json.loads((args.run / "run.json").read_text())
     options = recorded_options(card["train"]["options"])
@@ -39,18 +40,15 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.run} is not a --folds run")
     if not 1 <= args.epochs_run <= options.epochs:
         raise SystemExit(f"--epochs-run must be in [1, {options.epochs}]")
-    options = dataclasses.replace(options, out=str(args.out), folds=None, patience=options.epochs + 1, time_limit_min=None,
-                                  stop_after=args.epochs_run)
+    options = dataclasses.replace(options, out=str(args.out))
     dataset = load_training_dataset(options)
     pool = dataset.split("train") + list(dataset.splits.get("val") or [])
     model_card = new_card(options, dataset)
-    loaded = load_images(sorted(pool, key=lambda s: str(s.path)), model_card, masks=model_card.has_heatmap)
-    final = Trainer(options, TextProgress(), dataset=dataset, data=TrainData(loaded, None))
-    final.fixed_choice = card["metrics"]["operating_point"]
-    final.extra_train_info = {"selection_splits": [], "training_splits": ["train", "val"],
-                              "folds_run": {"source": str(args.run), "epochs_run": args.epochs_run,
-                                            "source_chosen_epochs": card["train"]["folds"]["chosen_epochs"]}}
-    final.fit()
+    loaded = load_images(sorted(pool, key=lambda s: str(s.path)), model_card, masks=model_card.has_heatmap)  # as train_folds orders them
+    # the run's own step 4 (crossval), stopped after --epochs-run instead of the chosen epoch
+    _train_final_model(options, TextProgress(), dataset, loaded, args.epochs_run - 1, card["metrics"]["operating_point"],
+                       card["metrics"]["oof"], {**card["train"]["folds"], "source_run": str(args.run),
+                                                "epochs_set_by": f"benchmarks/fold_final_epochs.py --epochs-run {args.epochs_run}"})
     print(f"final model trained {args.epochs_run} of {options.epochs} epochs into {args.out}; next: edge-sealant evaluate {args.out} DATA --split test")
     return 0
 

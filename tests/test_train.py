@@ -343,6 +343,16 @@ def test_folds_choose_epochs_and_threshold_out_of_fold(tiny_data, tmp_path):
     rows = (run / "folds" / "oof.csv").read_text().splitlines()
     assert len(rows) == train_val + 1 and {r.split(",")[2] for r in rows[1:]} == {"0", "1", "2"}
     assert (run / "best.pt").is_file() and not (run / "folds" / "fold0" / "best.pt").exists()
+    # the final model again for another number of epochs: same pool and threshold, new epoch count
+    from edge_sealant.train.crossval import retrain_final_model
+
+    other = 3 - folds["chosen_epochs"]
+    retrained = json.loads((retrain_final_model(run, other, tmp_path / "cv_other").run / "run.json").read_text())
+    assert retrained["train"]["epochs_run"] == other and retrained["train"]["folds"]["source_run"] == str(run)
+    assert retrained["threshold"] == pytest.approx(card["threshold"])
+    assert retrained["train"]["training_splits"] == ["train", "val"] and retrained["metrics"]["oof"]["n"] == train_val
+    with pytest.raises(EdgeSealantError, match=r"epochs must be in \[1, 2\]"):
+        retrain_final_model(run, 3, tmp_path / "cv_3")
     test = runner.invoke(app, ["evaluate", str(run), str(tiny_data), "--split", "val", "--json"])
     assert json.loads(test.stdout)["role"] == "training"  # the final model learnt from val
     # a new policy is chosen on the stored out-of-fold scores, as training did, never on val

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,10 @@ import numpy as np
 
 from edge_sealant.artifacts import OOF_SCORES
 from edge_sealant.checkpoint import BEST, LAST
+from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages, load_images
 from edge_sealant.metrics import binary_metrics, threshold_choice, with_intervals
-from edge_sealant.train.options import TrainOptions, jsonable
+from edge_sealant.train.options import TrainOptions, jsonable, recorded_options
 from edge_sealant.train.progress import TrainProgress
 from edge_sealant.train.trainer import TrainData, Trainer, TrainResult, load_training_dataset, new_card
 
@@ -75,13 +77,10 @@ def train_folds(options: TrainOptions, progress: TrainProgress | None = None) ->
 
     progress = progress or TrainProgress()
     run = Path(options.out)
-    dataset = load_training_dataset(options)
-    pool = dataset.split("train") + list(dataset.splits.get("val") or [])
+    dataset, pool, card, loaded = _load_pool(options)
     folds, grouping = group_kfold(
         pool, options.folds, seed=options.seed, group_by=options.group_by, max_group_size=options.max_group_size
     )
-    card = new_card(options, dataset)
-    loaded = load_images(sorted(pool, key=lambda s: str(s.path)), card, masks=card.has_heatmap)
     for problem in loaded.skipped:
         progress.warning(f"skipped {problem}")
     scale = loaded.defect_scale(options.heatmap_stride, card.resize_mode)
@@ -119,6 +118,37 @@ def train_folds(options: TrainOptions, progress: TrainProgress | None = None) ->
         "fold_seconds": [round(s, 1) for s in folds_run.seconds],
     }
     return _train_final_model(options, progress, dataset, loaded, best, choice, pooled, record)
+
+
+def retrain_final_model(run: Path, epochs: int, out: Path, progress: TrainProgress | None = None) -> TrainResult:
+    """Step 4 of a finished ``--folds`` ``run`` again, stopped after ``epochs`` epochs of its schedule, into ``out``.
+
+    The run's recorded options, pool and out-of-fold threshold are kept; only the threshold-free
+    figures (AUROC) of the new model compare fairly, as the threshold was chosen on the
+    out-of-fold scores of the run's own epoch. ``benchmarks/fold_final_epochs.py`` calls this.
+    """
+    recorded = json.loads((Path(run) / "run.json").read_text())
+    options = recorded_options(recorded["train"]["options"])
+    if not options.folds:
+        raise EdgeSealantError(f"{run} is not a --folds run")
+    if not 1 <= epochs <= options.epochs:
+        raise EdgeSealantError(f"epochs must be in [1, {options.epochs}] (the run's schedule), got {epochs}")
+    options = dataclasses.replace(options, out=str(out))
+    dataset, _, _, loaded = _load_pool(options)
+    record = {**recorded["train"]["folds"], "source_run": str(run), "epochs_set_by": f"retrain_final_model(epochs={epochs})"}
+    metrics = recorded["metrics"]
+    return _train_final_model(options, progress or TrainProgress(), dataset, loaded, epochs - 1,
+                              metrics["operating_point"], metrics["oof"], record)
+
+
+def _load_pool(options: TrainOptions) -> tuple[Any, list[Any], Any, LoadedImages]:
+    """Step 1's data: (dataset, pool = train + val samples, new card, the pool's images sorted by path)."""
+    dataset = load_training_dataset(options)
+    pool = dataset.split("train") + list(dataset.splits.get("val") or [])
+    card = new_card(options, dataset)
+    # sorted, so that fold membership and the out-of-fold rows do not depend on the listing order
+    loaded = load_images(sorted(pool, key=lambda s: str(s.path)), card, masks=card.has_heatmap)
+    return dataset, pool, card, loaded
 
 
 @dataclasses.dataclass

@@ -300,11 +300,11 @@ def test_sigterm_finishes_in_flight_requests(heatmap_model, tmp_path):
     build_bundle(run, tmp_path / "deploy.zip")  # its only model: ONNX fp32
     frames = [cv2.imencode(".png", np.random.default_rng(i).integers(0, 256, (824, 2532, 3), dtype=np.uint8))[1].tobytes()
               for i in range(2)]
-    server = Server(tmp_path / "deploy.zip", tmp_path / "server.log", "--grace-s", "60")
+    server = Server(tmp_path / "deploy.zip", tmp_path / "server.log", "--grace-s", "60", "--max-request-mb", "128")
     assert httpclient.InferenceServerClient(server.http).get_model_metadata(NAME)["platform"] == "onnxruntime_onnx"
-    header = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [8],
-                                      "parameters": {"binary_data_size": len(encode_bytes_tensor(frames * 4))}}]}).encode()
-    body = header + encode_bytes_tensor(frames * 4)  # 8 big PNGs: a slow request
+    header = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [16],
+                                      "parameters": {"binary_data_size": len(encode_bytes_tensor(frames * 8))}}]}).encode()
+    body = header + encode_bytes_tensor(frames * 8)  # 16 big PNGs: a request slow enough to be in flight at SIGTERM
     outcomes: list = []
     sent = threading.Barrier(4)
 
@@ -326,7 +326,7 @@ def test_sigterm_finishes_in_flight_requests(heatmap_model, tmp_path):
     log = server.log.read_text()
     assert code == 0, log
     assert [o[0] for o in outcomes] == [200] * 3, outcomes
-    assert all(o[2]["outputs"][0]["shape"] == [8] for o in outcomes)
+    assert all(o[2]["outputs"][0]["shape"] == [16] for o in outcomes)
     assert max(o[1] for o in outcomes) > signalled
     assert "Waiting for connections to close" in log  # uvicorn drained open requests: they were in flight
     with pytest.raises(OSError):  # and the server is gone

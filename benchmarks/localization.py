@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -42,10 +41,9 @@ from edge_sealant.checkpoint import load_trained  # noqa: E402
 from edge_sealant.data.loading import load_dataset_like  # noqa: E402
 from edge_sealant.imageset import load_images  # noqa: E402
 from edge_sealant.evaluate import card_group_by, part_groups  # noqa: E402
-from edge_sealant.metrics import bootstrap_intervals, clopper_pearson, grouped_rate_interval, widen  # noqa: E402
+from edge_sealant.localize import DILATION, SIZE_BINS, localization  # noqa: E402
+from edge_sealant.metrics import bootstrap_intervals  # noqa: E402
 
-DILATION = 0.02  # of the image side, as in the issue's pointing game
-SIZE_BINS = ((0.0, 0.001, "< 0.1%"), (0.001, 0.01, "0.1-1%"), (0.01, 1.01, "> 1%"))
 KERNEL = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]])
 
 
@@ -99,63 +97,7 @@ def reciprocam_maps(net: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 # ----------------------------------------------------------------------------- scoring
-def dilated(mask: np.ndarray, radius: int) -> np.ndarray:
-    import cv2
-
-    if radius < 1:
-        return mask
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return cv2.dilate(mask.astype(np.uint8), kernel) > 0
-
-
-def localization(maps: np.ndarray, samples: list[Any], card: Any, groups: list[int] | None = None) -> dict[str, Any]:
-    """Pointing game and recall by defect size of ``maps`` on the defect images' regions
-    (pointing game interval: Clopper-Pearson widened to a bootstrap of ``groups``, images of one part)."""
-    groups = list(range(len(samples))) if groups is None else groups
-    from edge_sealant.data.masks import region_mask
-    from edge_sealant.preprocess import load_with_box
-
-    height, width = card.input_size
-    radius = round(DILATION * max(height, width))
-    hits, images = 0, 0
-    per_image, image_groups = [], []
-    found = {label: [0, 0] for _, _, label in SIZE_BINS}
-    for heatmap, sample, group in zip(maps, samples, groups):
-        if not sample.regions:
-            continue
-        # bilinear, as saliency maps are usually shown: the peak falls where neighbouring cells
-        # agree (nearest-neighbour would put every peak on the top-left pixel of its cell)
-        up = F.interpolate(torch.from_numpy(heatmap)[None, None].float(), size=(height, width), mode="bilinear",
-                           align_corners=False)[0, 0].numpy()
-        box = load_with_box(sample.path, card.input_size, card.resize_mode)[1]  # where the image sits in the input
-        whole = dilated(region_mask(sample.regions, (height, width), box) > 0, radius)
-        peak = np.unravel_index(int(np.argmax(up)), up.shape)
-        hits += bool(whole[peak])
-        images += 1
-        per_image.append(bool(whole[peak]))
-        image_groups.append(group)
-        for region in sample.regions:
-            area = _area(region)
-            region_pixels = dilated(region_mask([region], (height, width), box) > 0, radius)
-            label = next(label for low, high, label in SIZE_BINS if low <= area < high)
-            found[label][1] += 1
-            found[label][0] += bool(up[region_pixels].max(initial=0.0) >= 0.5 * up.max())
-    return {
-        "defect_images": images,
-        "pointing_game": hits / images if images else None,
-        "pointing_game_ci": widen(clopper_pearson(hits, images), grouped_rate_interval(per_image, image_groups)) if images else None,
-        "recall_by_size": {label: {"found": f, "regions": n, "recall": f / n if n else None,
-                                   "recall_ci": list(clopper_pearson(f, n)) if n else None} for label, (f, n) in found.items()},
-    }
-
-
-def _area(region: Any) -> float:
-    """Share of the image a region covers (box: w*h; polygon: shoelace area)."""
-    points = np.asarray(region.points, dtype=np.float64)
-    if region.kind == "box":
-        return float(points[2] * points[3])
-    x, y = points[0::2], points[1::2]
-    return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
+# pointing game and recall by size: edge_sealant.localize (evaluate reports the same figures)
 
 
 def image_auroc(labels: np.ndarray, probabilities: np.ndarray, groups: list[int] | None = None) -> dict[str, Any]:
@@ -180,7 +122,7 @@ def evaluate(run: Path, data: Path, split: str, method: str) -> dict[str, Any]:
         "supervision": card.supervision,
         "map_size": list(maps.shape[1:]),
         **image_auroc(loaded.labels, probabilities, groups),
-        **localization(maps, loaded.samples, card, groups),
+        **localization(maps, loaded.samples, loaded.boxes, card.input_size, groups),
     }
 
 

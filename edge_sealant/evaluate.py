@@ -81,10 +81,7 @@ def report(
     predicted = scores >= threshold
 
     def name(sample: Sample) -> str:
-        try:
-            return str(sample.path.relative_to(root)) if root else str(sample.path)
-        except ValueError:
-            return str(sample.path)
+        return relative_name(sample, root)
 
     misses = [(name(s), float(p)) for s, p, y, d in zip(loaded.samples, scores, labels, predicted) if y == 1 and not d]
     alarms = [(name(s), float(p)) for s, p, y, d in zip(loaded.samples, scores, labels, predicted) if y == 0 and d]
@@ -97,6 +94,14 @@ def report(
         skipped=loaded.skipped,
     )
     return metrics
+
+
+def relative_name(sample: Sample, root: Path | None) -> str:
+    """The sample's path relative to the dataset root (as reports list files), else as given."""
+    try:
+        return str(sample.path.relative_to(root)) if root else str(sample.path)
+    except ValueError:
+        return str(sample.path)
 
 
 def leak_free_metrics(
@@ -183,7 +188,10 @@ def evaluate_run(
     """Evaluate a run (or exported model) on ``split``; optionally re-choose the threshold on val.
 
     Writes ``metrics.json`` and PNGs (ROC, PR, confusion matrix, score histograms) to ``out``
-    (default ``RUN/eval/<split>``) and returns the metrics. With ``leak_check`` the metrics
+    (default ``RUN/eval/<split>``) and returns the metrics. A heatmap model adds
+    ``localization`` (pointing game, recall by defect size) and ``review`` (where heatmap and
+    labels disagree: ``review.csv`` and overlay pictures in ``out/review/``; see
+    :mod:`edge_sealant.localize`). With ``leak_check`` the metrics
     are repeated under ``leak_free`` for the images without a duplicate in another split.
     """
     from edge_sealant.data.loading import load_dataset_like
@@ -203,7 +211,9 @@ def evaluate_run(
         card.threshold, card.threshold_policy = operating_point["threshold"], operating_point["policy"]
         card.metrics["operating_point"] = {**operating_point, "chosen_on": chosen_on}
         card.save(run)
-    loaded, scores = score(backend, dataset.split(split))
+    loaded = load_images(dataset.split(split), card)
+    outputs = infer_images(backend, loaded.images)
+    scores = outputs.probability
     groups = part_groups(loaded.samples, card_group_by(card))
     metrics = report(loaded, scores, card, root=dataset.root, groups=groups)
     # 'precision' is the defect-precision metric; the artifact's numeric precision gets its own key.
@@ -216,9 +226,14 @@ def evaluate_run(
         metrics["leak_free"] = leak_free_metrics(dataset, split, loaded, scores, card.threshold, groups)
     out_dir = Path(out) if out else (run / "eval" / split if run else Path(model).parent / "eval" / split)
     metrics["plots"] = write_plots(loaded, scores, metrics, card, out_dir)
+    if outputs.heatmap is not None:  # where the heatmap points against the labels, and where they disagree
+        from edge_sealant.localize import heatmap_report
+
+        names = [relative_name(s, dataset.root) for s in loaded.samples]
+        metrics.update(heatmap_report(outputs.heatmap, scores, loaded, names, card, groups, out_dir))
     atomic_write_text(out_dir / "metrics.json", _dumps(metrics))
     if run is not None:
-        card.metrics[split] = {k: v for k, v in metrics.items() if k not in ("missed_defects", "false_alarms", "plots", "skipped")}
+        card.metrics[split] = {k: v for k, v in metrics.items() if k not in ("missed_defects", "false_alarms", "plots", "skipped", "review")}
         card.save(run)
     return metrics
 

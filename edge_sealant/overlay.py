@@ -8,10 +8,12 @@ letterboxed or stretched model input lands where it came from.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
 
+from edge_sealant.data.types import Region
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.preprocess import ImageSource, decode, read_bytes, to_three_channels
 from edge_sealant.runtime.inspector import InspectionResult
@@ -29,18 +31,34 @@ def source_image(source: ImageSource) -> np.ndarray:
     return decode(data, None, name=str(source) if isinstance(source, (str, Path)) else "image bytes")
 
 
-def draw_overlay(image: np.ndarray, result: InspectionResult) -> np.ndarray:
-    """``image`` (BGR, source size) with the heatmap tinted in, regions boxed and a title bar."""
+def draw_overlay(
+    image: np.ndarray, result: InspectionResult, labelled: Sequence[Region] = (), truth: str | None = None
+) -> np.ndarray:
+    """``image`` (BGR, source size) with the heatmap tinted in, regions boxed (red) and a title
+    bar; for a review, the dataset's ``labelled`` boxes/polygons outlined in green and its
+    label (``truth``) in the title."""
     canvas = image.copy()
     if result.heatmap is not None and result.heatmap_extent is not None:
         canvas = _tint(canvas, result.heatmap, result.heatmap_extent)
     scale = max(1, round(max(canvas.shape[:2]) / 800))
+    height, width = canvas.shape[:2]
+    for region in labelled:
+        cv2.polylines(canvas, [_outline(region, width, height)], True, (0, 200, 0), scale, cv2.LINE_AA)
     for region in result.regions:
         x0, y0, x1, y1 = region.box
         cv2.rectangle(canvas, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), (0, 0, 255), 2 * scale)
         cv2.putText(canvas, f"{region.peak:.2f}", (x0 + 3, max(12 * scale, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
                     0.5 * scale, (0, 0, 255), scale, cv2.LINE_AA)
-    return _with_title(canvas, result, scale)
+    return _with_title(canvas, result, scale, truth)
+
+
+def _outline(region: Region, width: int, height: int) -> np.ndarray:
+    """A YOLO box or polygon (normalised) as an int32 outline in source pixels."""
+    points = np.asarray(region.points, dtype=np.float64)
+    if region.kind == "box":
+        cx, cy, w, h = points
+        points = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy - h / 2, cx + w / 2, cy + h / 2, cx - w / 2, cy + h / 2])
+    return np.round(points.reshape(-1, 2) * [width, height]).astype(np.int32)
 
 
 def _tint(image: np.ndarray, heatmap: np.ndarray, extent: tuple[float, float, float, float]) -> np.ndarray:
@@ -59,10 +77,12 @@ def _tint(image: np.ndarray, heatmap: np.ndarray, extent: tuple[float, float, fl
     return (image * (1 - alpha) + colours * alpha).astype(np.uint8)
 
 
-def _with_title(image: np.ndarray, result: InspectionResult, scale: int) -> np.ndarray:
+def _with_title(image: np.ndarray, result: InspectionResult, scale: int, truth: str | None = None) -> np.ndarray:
     bar = np.full((28 * scale, image.shape[1], 3), 32, np.uint8)
     colour = (0, 0, 255) if result.is_defect else (0, 180, 0)
     text = f"{result.decision}  p={result.probability:.3f}  threshold {result.threshold:.3g}  regions {len(result.regions)}"
+    if truth is not None:
+        text += f"  labelled {truth}"
     font = 0.55 * scale
     width = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, scale)[0][0]
     font *= min(1.0, (image.shape[1] - 12) / max(1, width))  # a narrow frame gets a smaller title, not a cut one
@@ -83,8 +103,12 @@ def overlay_name(folder: Path, name: str) -> Path:
 
 def write_overlay(folder: Path, source: ImageSource, result: InspectionResult) -> Path:
     """Draw and save the overlay of ``result`` as a JPEG in ``folder``; returns its path."""
-    picture = draw_overlay(source_image(source), result)
-    path = overlay_name(folder, result.name)
+    return write_picture(folder, result.name, draw_overlay(source_image(source), result))
+
+
+def write_picture(folder: Path, name: str, picture: np.ndarray) -> Path:
+    """Save ``picture`` as a new JPEG in ``folder`` named after the image ``name``; returns its path."""
+    path = overlay_name(folder, name)
     ok, encoded = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise EdgeSealantError(f"{path}: cannot encode the overlay")

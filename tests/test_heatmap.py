@@ -204,9 +204,41 @@ def test_auto_supervision_learns_from_boxes(box_run):
     assert "heatmap" in card.output
 
 
+def test_evaluate_reports_localization_and_a_review_of_heatmap_against_labels(box_run, box_data, tmp_path):
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(box_run), str(box_data), "--split", "test", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    located = metrics["localization"]
+    outlined = sum(1 for s in _split(box_data, "test") if s.label and s.has_geometry)
+    assert located["defect_images"] == outlined > 0 and 0.0 <= located["pointing_game"] <= 1.0
+    review = metrics["review"]
+    with open(out / "review.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(review["items"]) and review["images"] == len({r["file"] for r in rows})
+    assert review["overlays_written"] == len(list((out / "review").glob("*.jpg"))) == review["images"]
+    assert {r["kind"] for r in rows} <= {"unlabelled region", "unseen label"}
+    for row in rows[:2]:  # each picture: the source image under a title bar
+        picture = cv2.imread(str(out / "review" / row["overlay"]))
+        assert picture is not None and picture.shape[0] > SIZE[0] and picture.shape[1] == SIZE[1]
+    card = ModelCard.load(box_run)  # the card keeps the figures, not the list
+    assert card.metrics["test"]["localization"] == located and "review" not in card.metrics["test"]
+    shown = runner.invoke(app, ["evaluate", str(box_run), str(box_data), "--split", "test", "--out", str(tmp_path / "again")])
+    assert "pointing game" in shown.output
+
+
+def _split(data, split):
+    from edge_sealant.data.loading import load_dataset
+
+    return load_dataset(data).split(split)
+
+
 def test_image_supervision_and_imagefolder_stay_image_only(box_data, tmp_path):
     train(_options(box_data, tmp_path / "img", supervision="image", epochs=1))
     assert ModelCard.load(tmp_path / "img").heatmap_stride == 0
+    image_only = runner.invoke(app, ["evaluate", str(tmp_path / "img"), str(box_data), "--json", "--out", str(tmp_path / "e")])
+    assert image_only.exit_code == 0, image_only.output
+    assert "localization" not in json.loads(image_only.stdout) and not (tmp_path / "e" / "review.csv").exists()
     with pytest.raises(EdgeSealantError, match="no boxes or polygons"):
         from edge_sealant.train.trainer import resolve_supervision
 

@@ -192,6 +192,7 @@ def render_metrics(metrics: dict[str, Any], console: Console) -> None:
             f"[yellow]{leak['excluded']} of {metrics['n']} images have an exact or near duplicate in another split;[/] "
             f"on the {leak['kept']} others: AUROC {auroc}, recall {_fmt(leak.get('recall'))}, false-alarm rate {_fmt(leak.get('fpr'))}"
         )
+    _render_heatmap_figures(metrics, console)
     for key, title in (("missed_defects", "missed defects"), ("false_alarms", "false alarms")):
         items = metrics[key]
         if items:
@@ -201,6 +202,29 @@ def render_metrics(metrics: dict[str, Any], console: Console) -> None:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if metrics.get("plots"):
         console.print(f"plots: {Path(next(iter(metrics['plots'].values()))).parent}")
+
+
+def _render_heatmap_figures(metrics: dict[str, Any], console: Console) -> None:
+    """A heatmap model's localization figures and the review of where heatmap and labels disagree."""
+    located = metrics.get("localization")
+    if located:
+        by_size = ", ".join(f"{label} {b['found']}/{b['regions']}" for label, b in located["recall_by_size"].items() if b["regions"])
+        console.print(
+            f"heatmap: pointing game {format_with_ci(located['pointing_game'], located['pointing_game_ci'], 3)} on "
+            f"{located['defect_images']} outlined defect images; labelled regions found by size: {by_size}",
+            highlight=False,
+        )
+    review = metrics.get("review")
+    if review and review["images"]:
+        strongest = ", ".join(f"{i['file']} ({i['kind']}, {i['peak']:.2f})" for i in review["items"][:5])
+        console.print(
+            f"[yellow]review ({review['images']} images):[/] {review['unlabelled_on_defect_images']} heatmap regions outside the labels "
+            f"on defect images, {review['unlabelled_on_normal_images']} on normal images, {review['unseen_labels']} labelled regions "
+            f"the heatmap does not reach {review['level']:g} on; strongest: {strongest}",
+            highlight=False,
+        )
+        if review.get("csv"):
+            console.print(f"review: {review['csv']}, pictures (labels green, heatmap regions red) in {review['overlays']}", highlight=False)
 
 
 def _headline_table(metrics: dict[str, Any], role: str) -> Table:

@@ -105,3 +105,27 @@ def test_review_with_a_letterboxed_input():
     items = review(np.stack([agrees, margin]), np.array([0.9, 0.2]), [wide, wide], ["a", "b"], boxes, sources, INPUT, STRIDE)
     assert [(i.file, i.kind) for i in items] == [("b", UNSEEN)]  # the margin region is not an unlabelled region
     assert items[0].box == (8, 8, 24, 24)
+
+
+def test_label_review_keeps_what_every_run_repeats():
+    """benchmarks/label_review.py: a region counts as agreed only when every run has an
+    overlapping region on the same image; an unseen label only when every run misses it."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "label_review.py"
+    spec = importlib.util.spec_from_file_location("label_review", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    def item(file, kind, box, peak):
+        return {"file": file, "label": 0, "kind": kind, "probability": 0.5, "peak": peak, "box": box}
+
+    first = [item("a", UNLABELLED, [0, 0, 10, 10], 0.9), item("b", UNLABELLED, [0, 0, 10, 10], 0.8),
+             item("c", UNSEEN, [5, 5, 9, 9], 0.1)]
+    second = [item("a", UNLABELLED, [8, 8, 20, 20], 0.7), item("a", UNLABELLED, [9, 9, 12, 12], 0.95),
+              item("b", UNLABELLED, [10, 0, 20, 10], 0.9),  # touches b's box edge: no overlap
+              item("c", UNSEEN, [5, 5, 9, 9], 0.2)]
+    runs = [{"review": {"items": first}}, {"review": {"items": second}}]
+    agreed = script.agreed_items(runs)
+    assert [(a["file"], a["kind"]) for a in agreed] == [("a", UNLABELLED), ("c", UNSEEN)]
+    assert agreed[0]["peaks"] == [0.9, 0.95] and agreed[1]["peaks"] == [0.1, 0.2]

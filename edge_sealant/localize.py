@@ -16,9 +16,9 @@ For a heatmap model scored on a labelled split (``evaluate``; ``benchmarks/local
 
 ``evaluate`` writes the review as ``review.csv`` and, for the strongest images, overlay
 pictures with the labels outlined in green beside the model's regions in red. On
-magnetic-tile's test split its first normal image (p = 0.92, a tile labelled free) shows two
-dark pits at the spot the heatmap marks, on two exposures of that tile: a label to check, not
-a model error. Torch-free (numpy and OpenCV).
+magnetic-tile's test split the normal image the 320 model scores highest (p = 0.92, a tile
+labelled free) shows two dark pits at the spot the heatmap marks, on two exposures of that
+tile: a label to check, not a model error. Torch-free (numpy and OpenCV).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import csv
 import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import cv2
 import numpy as np
@@ -35,7 +35,12 @@ import numpy as np
 from edge_sealant.data.masks import region_mask
 from edge_sealant.data.types import Region, Sample
 from edge_sealant.metrics import clopper_pearson, grouped_rate_interval, widen
+from edge_sealant.errors import EdgeSealantError
 from edge_sealant.runtime.regions import DEFAULT_LEVEL, find_regions
+
+if TYPE_CHECKING:
+    from edge_sealant.card import ModelCard
+    from edge_sealant.imageset import LoadedImages
 
 DILATION = 0.02  # of the input's longer side: a peak this close to a label still points at it
 SIZE_BINS = ((0.0, 0.001, "< 0.1%"), (0.001, 0.01, "0.1-1%"), (0.01, 1.01, "> 1%"))
@@ -213,12 +218,13 @@ def _source_box(region: Region, source_hw: tuple[int, int]) -> tuple[int, int, i
 
 
 def heatmap_report(
-    heatmaps: np.ndarray, probabilities: np.ndarray, loaded: Any, names: Sequence[str], card: Any,
+    heatmaps: np.ndarray, probabilities: np.ndarray, loaded: LoadedImages, names: Sequence[str], card: ModelCard,
     groups: Sequence[int], out: Path | None = None,
 ) -> dict[str, Any]:
     """``evaluate``'s figures for a heatmap model: ``localization`` (None without outlined
     defects) and ``review`` (summary + items). With ``out``, writes ``out/review.csv`` and the
-    overlay pictures of up to :data:`OVERLAY_LIMIT` review images into ``out/review/``."""
+    overlay pictures of up to :data:`OVERLAY_LIMIT` review images into ``out/review/``, which
+    replaces the pictures of an earlier evaluation there."""
     input_hw = tuple(card.input_size)
     located = localization(heatmaps, loaded.samples, loaded.boxes, input_hw, groups)
     items = review(heatmaps, probabilities, loaded.samples, names, loaded.boxes, loaded.source_hw, input_hw, card.heatmap_stride)
@@ -227,10 +233,23 @@ def heatmap_report(
         "review": {**review_summary(items), "level": DEFAULT_LEVEL, "items": [i.to_dict() for i in items]},
     }
     if out is not None:
-        pictures = _write_overlays(out / "review", items, heatmaps, probabilities, loaded, names, card)
+        folder = _fresh_picture_folder(out / "review")
+        pictures = _write_overlays(folder, items, heatmaps, probabilities, loaded, names, card)
         _write_review_csv(out / "review.csv", items, pictures)
         result["review"].update(csv=str(out / "review.csv"), overlays=str(out / "review"), overlays_written=len(pictures))
     return result
+
+
+def _fresh_picture_folder(folder: Path) -> Path:
+    """``folder``, emptied of an earlier review's pictures (never of anything else)."""
+    if folder.exists():
+        strays = [p.name for p in folder.iterdir() if p.suffix != ".jpg" or not p.is_file()] if folder.is_dir() else [folder.name]
+        if strays:
+            raise EdgeSealantError(f"{folder}: holds files that are not review pictures ({', '.join(strays[:3])}); "
+                                   "move them or choose another --out")
+        for picture in folder.iterdir():
+            picture.unlink()
+    return folder
 
 
 def _write_review_csv(path: Path, items: Sequence[ReviewItem], pictures: dict[str, Path]) -> None:
@@ -246,8 +265,8 @@ def _write_review_csv(path: Path, items: Sequence[ReviewItem], pictures: dict[st
 
 
 def _write_overlays(
-    folder: Path, items: Sequence[ReviewItem], heatmaps: np.ndarray, probabilities: np.ndarray, loaded: Any,
-    names: Sequence[str], card: Any,
+    folder: Path, items: Sequence[ReviewItem], heatmaps: np.ndarray, probabilities: np.ndarray, loaded: LoadedImages,
+    names: Sequence[str], card: ModelCard,
 ) -> dict[str, Path]:
     """One picture per reviewed image (the first :data:`OVERLAY_LIMIT` in review order)."""
     from edge_sealant.overlay import draw_overlay, source_image, write_picture

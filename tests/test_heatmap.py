@@ -223,8 +223,12 @@ def test_evaluate_reports_localization_and_a_review_of_heatmap_against_labels(bo
         assert picture is not None and picture.shape[0] > SIZE[0] and picture.shape[1] == SIZE[1]
     card = ModelCard.load(box_run)  # the card keeps the figures, not the list
     assert card.metrics["test"]["localization"] == located and "review" not in card.metrics["test"]
-    shown = runner.invoke(app, ["evaluate", str(box_run), str(box_data), "--split", "test", "--out", str(tmp_path / "again")])
-    assert "pointing game" in shown.output
+    again = runner.invoke(app, ["evaluate", str(box_run), str(box_data), "--split", "test", "--out", str(out)])
+    assert "pointing game" in again.output
+    assert len(list((out / "review").glob("*.jpg"))) == review["images"]  # replaced, not doubled
+    (out / "review" / "notes.txt").write_text("mine")
+    refused = runner.invoke(app, ["evaluate", str(box_run), str(box_data), "--split", "test", "--out", str(out)])
+    assert refused.exit_code == 1 and "not review pictures" in refused.output
 
 
 def _split(data, split):

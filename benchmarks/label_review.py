@@ -93,7 +93,7 @@ def markdown(payload: dict[str, Any]) -> str:
         "(overlapping boxes for regions, the same label for unseen labels). Pointing game interval: 95%, Clopper-Pearson "
         "widened to a bootstrap of parts.",
         "",
-        "| run | model | pointing game [95% CI] | regions outside labels: defect images | normal images | unseen labels | images |",
+        "| run | model | pointing game [95% CI] | regions outside labels: defect images | normal images | unseen labels | images (parts) |",
         "|---|---|---|---|---|---|---|",
     ]
     for run in runs:
@@ -102,18 +102,21 @@ def markdown(payload: dict[str, Any]) -> str:
         lines.append(
             f"| {Path(run['run']).name} | {run['model']} {run['input_size'][0]}x{run['input_size'][1]} | "
             f"{_f(located.get('pointing_game'))} [{_f(ci[0])}, {_f(ci[1])}] | {review['unlabelled_on_defect_images']} | "
-            f"{review['unlabelled_on_normal_images']} | {review['unseen_labels']} | {review['images']} |"
+            f"{review['unlabelled_on_normal_images']} | {review['unseen_labels']} | {review['images']} ({review['parts']}) |"
         )
     lines += [
         "",
-        f"## Agreed by all {len(runs)} runs: {len(agreed)} items on {len({a['file'] for a in agreed})} images",
+        f"## Agreed by all {len(runs)} runs: {len(agreed)} items on {len({a['file'] for a in agreed})} images of "
+        f"{len({a['part'] for a in agreed})} parts",
         "",
-        "| file | labelled | kind | box (source px, first run) | peak per run | probability per run |",
-        "|---|---|---|---|---|---|",
+        "Part: images of one part (exposures of one tile) share it: exact or near duplicates, as the intervals group them.",
+        "",
+        "| file | part | labelled | kind | box (source px, first run) | peak per run | probability per run |",
+        "|---|---|---|---|---|---|---|",
     ]
     for item in agreed:
         lines.append(
-            f"| {item['file']} | {'defect' if item['label'] else 'normal'} | {item['kind']} | {tuple(item['box'])} | "
+            f"| {item['file']} | {item['part']} | {'defect' if item['label'] else 'normal'} | {item['kind']} | {tuple(item['box'])} | "
             f"{' / '.join(_f(p, 2) for p in item['peaks'])} | {' / '.join(_f(p, 3) for p in item['probabilities'])} |"
         )
     return "\n".join(lines) + "\n"

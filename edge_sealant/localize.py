@@ -54,7 +54,8 @@ class ReviewItem:
 
     ``box``: (x0, y0, x1, y1) in source pixels: the model's region (``unlabelled region``) or
     the labelled region's bounding box (``unseen label``); ``peak``: the highest heatmap cell
-    in it.
+    in it; ``part``: the image's group of one part (exposures of one tile share it), so a
+    reviewer looks at each part once.
     """
 
     file: str
@@ -63,6 +64,7 @@ class ReviewItem:
     probability: float
     peak: float
     box: tuple[int, int, int, int]
+    part: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "box": list(self.box)}
@@ -136,36 +138,40 @@ def localization(
 def review(
     heatmaps: np.ndarray, probabilities: np.ndarray, samples: Sequence[Sample], names: Sequence[str],
     boxes: np.ndarray, source_hw: np.ndarray, input_hw: tuple[int, int], stride: int, level: float = DEFAULT_LEVEL,
+    groups: Sequence[int] | None = None,
 ) -> list[ReviewItem]:
     """The disagreements of the module doc on every image whose map is known (normal images and
-    outlined defects), strongest first: the unlabelled regions by peak, then the unseen labels."""
+    outlined defects), strongest first: the unlabelled regions by peak, then the unseen labels.
+    ``groups``: each image's part (default: every image its own)."""
     radius = round(DILATION * max(input_hw))
+    groups = list(range(len(samples))) if groups is None else list(groups)
     items: list[ReviewItem] = []
-    for heatmap, probability, sample, name, box, source in zip(heatmaps, probabilities, samples, names, boxes, source_hw):
+    for heatmap, probability, sample, name, box, source, part in zip(heatmaps, probabilities, samples, names, boxes, source_hw, groups):
         if not sample.has_geometry:
             continue
         content, source_size = tuple(int(v) for v in box), (int(source[0]), int(source[1]))
         labelled = dilated(region_mask(sample.regions, input_hw, content) > 0, radius) if sample.regions else None
         for region, cells in _regions_with_cells(heatmap, stride, content, source_size, level):
             if labelled is None or not _touches(cells, labelled, stride):
-                items.append(ReviewItem(name, sample.label, UNLABELLED, float(probability), region.peak, region.box))
+                items.append(ReviewItem(name, sample.label, UNLABELLED, float(probability), region.peak, region.box, int(part)))
         for region in sample.regions:
             inside = region_mask([region], input_hw, content) > 0
             peak = _cell_peak(heatmap, dilated(inside, radius), stride)
             if peak < level:
                 items.append(ReviewItem(name, sample.label, UNSEEN, float(probability), round(peak, 6),
-                                        _source_box(region, source_size)))
+                                        _source_box(region, source_size), int(part)))
     unlabelled = sorted((i for i in items if i.kind == UNLABELLED), key=lambda i: -i.peak)
     return unlabelled + sorted((i for i in items if i.kind == UNSEEN), key=lambda i: i.peak)
 
 
 def review_summary(items: Sequence[ReviewItem]) -> dict[str, int]:
-    """Counts: unlabelled regions on defect and on normal images, unseen labels."""
+    """Counts: unlabelled regions on defect and on normal images, unseen labels, images, parts."""
     return {
         "unlabelled_on_defect_images": sum(i.kind == UNLABELLED and i.label == 1 for i in items),
         "unlabelled_on_normal_images": sum(i.kind == UNLABELLED and i.label == 0 for i in items),
         "unseen_labels": sum(i.kind == UNSEEN for i in items),
         "images": len({i.file for i in items}),
+        "parts": len({i.part for i in items}),
     }
 
 
@@ -227,7 +233,8 @@ def heatmap_report(
     replaces the pictures of an earlier evaluation there."""
     input_hw = tuple(card.input_size)
     located = localization(heatmaps, loaded.samples, loaded.boxes, input_hw, groups)
-    items = review(heatmaps, probabilities, loaded.samples, names, loaded.boxes, loaded.source_hw, input_hw, card.heatmap_stride)
+    items = review(heatmaps, probabilities, loaded.samples, names, loaded.boxes, loaded.source_hw, input_hw, card.heatmap_stride,
+                   groups=groups)
     result: dict[str, Any] = {
         "localization": located if located["defect_images"] else None,
         "review": {**review_summary(items), "level": DEFAULT_LEVEL, "items": [i.to_dict() for i in items]},
@@ -257,10 +264,10 @@ def _write_review_csv(path: Path, items: Sequence[ReviewItem], pictures: dict[st
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "label", "kind", "probability", "peak", "x0", "y0", "x1", "y1", "overlay"])
+    writer.writerow(["file", "part", "label", "kind", "probability", "peak", "x0", "y0", "x1", "y1", "overlay"])
     for i in items:
         picture = pictures.get(i.file)
-        writer.writerow([i.file, i.label, i.kind, f"{i.probability:.6f}", f"{i.peak:.6f}", *i.box, picture.name if picture else ""])
+        writer.writerow([i.file, i.part, i.label, i.kind, f"{i.probability:.6f}", f"{i.peak:.6f}", *i.box, picture.name if picture else ""])
     atomic_write_text(path, buffer.getvalue())
 
 

@@ -91,7 +91,11 @@ def test_review_lists_regions_outside_labels_and_labels_the_heatmap_misses():
     # strongest unlabelled regions first, then the unseen labels, faintest first
     assert [i.kind for i in items] == [UNLABELLED, UNLABELLED, UNSEEN]
     assert items[0].peak >= items[1].peak
-    assert review_summary(items) == {"unlabelled_on_defect_images": 1, "unlabelled_on_normal_images": 1, "unseen_labels": 1, "images": 2}
+    assert review_summary(items) == {"unlabelled_on_defect_images": 1, "unlabelled_on_normal_images": 1, "unseen_labels": 1,
+                                     "images": 2, "parts": 2}
+    # exposures of one part: the reviewer is told it is one part
+    one_part = review(MAPS, np.array([0.9, 0.6, 0.4, 0.95]), SAMPLES, names, BOXES, SOURCES, INPUT, STRIDE, groups=[7, 7, 7, 8])
+    assert {i.part for i in one_part} == {7} and review_summary(one_part)["parts"] == 1
 
 
 def test_review_with_a_letterboxed_input():
@@ -118,7 +122,7 @@ def test_label_review_keeps_what_every_run_repeats():
     spec.loader.exec_module(script)
 
     def item(file, kind, box, peak):
-        return {"file": file, "label": 0, "kind": kind, "probability": 0.5, "peak": peak, "box": box}
+        return {"file": file, "label": 0, "kind": kind, "probability": 0.5, "peak": peak, "box": box, "part": 0}
 
     first = [item("a", UNLABELLED, [0, 0, 10, 10], 0.9), item("b", UNLABELLED, [0, 0, 10, 10], 0.8),
              item("c", UNSEEN, [5, 5, 9, 9], 0.1)]

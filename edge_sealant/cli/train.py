@@ -218,7 +218,7 @@ def _render_heatmap_figures(metrics: dict[str, Any], console: Console) -> None:
     if review and review["images"]:
         strongest = ", ".join(f"{i['file']} ({i['kind']}, {i['peak']:.2f})" for i in review["items"][:5])
         console.print(
-            f"[yellow]review ({review['images']} images):[/] {review['unlabelled_on_defect_images']} heatmap regions outside the labels "
+            f"[yellow]review ({review['images']} images of {review['parts']} parts):[/] {review['unlabelled_on_defect_images']} heatmap regions outside the labels "
             f"on defect images, {review['unlabelled_on_normal_images']} on normal images, {review['unseen_labels']} labelled regions "
             f"the heatmap does not reach {review['level']:g} on; strongest: {strongest}",
             highlight=False,

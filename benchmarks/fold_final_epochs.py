@@ -11,6 +11,10 @@ test`` scores it. Only the threshold-free figures (AUROC) compare fairly: the th
 chosen on the out-of-fold scores of the run's own epoch.
 
     python benchmarks/fold_final_epochs.py runs/mt_320_cv5 --epochs-run 8 --out runs/mt_320_cv5_e8
+    python benchmarks/fold_final_epochs.py runs/mt_320_cv5_s1 --epochs-run 8 --seed 2 --out runs/mt_320_cv5_s1_final2
+
+``--seed`` trains the final model from another seed (same pool, options and threshold): how much
+the deployed model moves with the seed, at the cost of one training instead of K + 1.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="a finished train --folds run")
     parser.add_argument("--epochs-run", type=int, required=True, help="epochs of the run's schedule to train the final model for")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=None, help="train the final model from this seed (default: the run's)")
     args = parser.parse_args(argv)
 
     from edge_sealant.errors import EdgeSealantError
@@ -34,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_sealant.train.progress import TextProgress
 
     try:
-        retrain_final_model(args.run, args.epochs_run, args.out, TextProgress())
+        retrain_final_model(args.run, args.epochs_run, args.out, TextProgress(), seed=args.seed)
     except EdgeSealantError as error:
         raise SystemExit(str(error)) from None
     print(f"final model trained {args.epochs_run} epochs into {args.out}; next: edge-sealant evaluate {args.out} DATA --split test")

@@ -347,8 +347,9 @@ def test_folds_choose_epochs_and_threshold_out_of_fold(tiny_data, tmp_path):
     from edge_sealant.train.crossval import retrain_final_model
 
     other = 3 - folds["chosen_epochs"]
-    retrained = json.loads((retrain_final_model(run, other, tmp_path / "cv_other").run / "run.json").read_text())
+    retrained = json.loads((retrain_final_model(run, other, tmp_path / "cv_other", seed=7).run / "run.json").read_text())
     assert retrained["train"]["epochs_run"] == other and retrained["train"]["folds"]["source_run"] == str(run)
+    assert retrained["train"]["options"]["seed"] == 7 == retrained["train"]["folds"]["final_seed"]
     assert retrained["threshold"] == pytest.approx(card["threshold"])
     assert retrained["train"]["training_splits"] == ["train", "val"] and retrained["metrics"]["oof"]["n"] == train_val
     with pytest.raises(EdgeSealantError, match=r"epochs must be in \[1, 2\]"):

@@ -120,11 +120,16 @@ def train_folds(options: TrainOptions, progress: TrainProgress | None = None) ->
     return _train_final_model(options, progress, dataset, loaded, best, choice, pooled, record)
 
 
-def retrain_final_model(run: Path, epochs: int, out: Path, progress: TrainProgress | None = None) -> TrainResult:
+def retrain_final_model(
+    run: Path, epochs: int, out: Path, progress: TrainProgress | None = None, seed: int | None = None
+) -> TrainResult:
     """Step 4 of a finished ``--folds`` ``run`` again, stopped after ``epochs`` epochs of its schedule, into ``out``.
 
-    The run's recorded options, pool and out-of-fold threshold are kept; only the threshold-free
-    figures (AUROC) of the new model compare fairly, as the threshold was chosen on the
+    The run's recorded options, pool and out-of-fold threshold are kept. ``seed`` trains the
+    final model from another seed: the spread of final models over seeds for 12 minutes each
+    on a CPU, not 70 for whole new folds (the threshold was never the final model's own; it
+    comes from the fold models either way). With ``epochs`` other than the run's choice, only
+    the threshold-free figures (AUROC) compare fairly: the threshold was chosen on the
     out-of-fold scores of the run's own epoch. ``benchmarks/fold_final_epochs.py`` calls this.
     """
     recorded = json.loads((Path(run) / "run.json").read_text())
@@ -133,9 +138,10 @@ def retrain_final_model(run: Path, epochs: int, out: Path, progress: TrainProgre
         raise EdgeSealantError(f"{run} is not a --folds run")
     if not 1 <= epochs <= options.epochs:
         raise EdgeSealantError(f"epochs must be in [1, {options.epochs}] (the run's schedule), got {epochs}")
-    options = dataclasses.replace(options, out=str(out))
+    options = dataclasses.replace(options, out=str(out), seed=options.seed if seed is None else seed)
     dataset, _, _, loaded = _load_pool(options)
-    record = {**recorded["train"]["folds"], "source_run": str(run), "epochs_set_by": f"retrain_final_model(epochs={epochs})"}
+    record = {**recorded["train"]["folds"], "source_run": str(run), "epochs_set_by": f"retrain_final_model(epochs={epochs})",
+              "final_seed": options.seed}
     metrics = recorded["metrics"]
     return _train_final_model(options, progress or TrainProgress(), dataset, loaded, epochs - 1,
                               metrics["operating_point"], metrics["oof"], record)

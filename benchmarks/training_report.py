@@ -54,12 +54,24 @@ def summarize(run: Path) -> dict[str, Any]:
         "test_fpr": test.get("fpr"),
         "test_fpr_ci": test.get("fpr_ci"),
         "test_roc_at_recall": test.get("roc_at_recall"),
+        "test_pointing_game": (test.get("localization") or {}).get("pointing_game"),
+        "test_pointing_game_ci": (test.get("localization") or {}).get("pointing_game_ci"),
         "threshold": card.get("threshold"),
         "threshold_policy": card.get("threshold_policy"),
         "leak_free": test.get("leak_free"),
-        "command": train.get("command") or command_from_options({**options, "folds": options.get("folds") or folds.get("k")}),
+        "command": _retrain_command(run, train) or train.get("command") or command_from_options({**options, "folds": options.get("folds") or folds.get("k")}),
         "note": train.get("note"),
     }
+
+
+def _retrain_command(run: Path, train: dict[str, Any]) -> str:
+    """A final model retrained from a --folds run (``benchmarks/fold_final_epochs.py``): its own call."""
+    folds = train.get("folds") or {}
+    if not folds.get("source_run"):
+        return ""
+    seed = f" --seed {folds['final_seed']}" if "final_seed" in folds else ""
+    return (f"python benchmarks/fold_final_epochs.py {portable(folds['source_run'])} --epochs-run {train.get('epochs_run')}{seed} "
+            f"--out runs/{run.name}")
 
 
 def earlier_rows(spec: str) -> list[dict[str, Any]]:
@@ -168,8 +180,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| run | model | input | supervision | pretrained | device | epochs (best) | train min | val AUROC (selection) "
         "| out-of-fold AUROC (selection) | test AUROC (held-out) | test recall | test FPR | test FPR at 95% recall, own ROC "
-        "| leak-free test AUROC (n) |",
-        "|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| leak-free test AUROC (n) | test pointing game |",
+        "|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         leak = r["leak_free"] or {}
@@ -179,7 +191,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {r['epochs_run']} ({r['best_epoch']}) | {r['train_minutes']} | {fmt(r['val_auroc'], r['val_auroc_ci'])} "
             f"| {fmt(r['oof_auroc'], r['oof_auroc_ci'])}{folds} | {fmt(r['test_auroc'], r['test_auroc_ci'])} "
             f"| {fmt(r['test_recall'], r['test_recall_ci'], 3)} | {fmt(r['test_fpr'], r['test_fpr_ci'], 3)} "
-            f"| {_roc(r.get('test_roc_at_recall'))} | {fmt(leak.get('auroc'))} ({leak.get('kept', '-')}) |"
+            f"| {_roc(r.get('test_roc_at_recall'))} | {fmt(leak.get('auroc'))} ({leak.get('kept', '-')}) "
+            f"| {fmt(r.get('test_pointing_game'), r.get('test_pointing_game_ci'), 3)} |"
         )
     lines += ["", *recipe_summary(rows), ""]
     for r in rows:

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 import cv2
 import numpy as np
 
-from edge_sealant.data.masks import region_mask
+from edge_sealant.data.masks import region_mask, region_outline
 from edge_sealant.data.types import Region, Sample
 from edge_sealant.metrics import clopper_pearson, grouped_rate_interval, widen
 from edge_sealant.errors import EdgeSealantError
-from edge_sealant.runtime.regions import DEFAULT_LEVEL, find_regions
+from edge_sealant.runtime.regions import DEFAULT_LEVEL, find_regions, find_regions_with_cells
 
 if TYPE_CHECKING:
     from edge_sealant.card import ModelCard
@@ -151,7 +151,7 @@ def review(
             continue
         content, source_size = tuple(int(v) for v in box), (int(source[0]), int(source[1]))
         labelled = dilated(region_mask(sample.regions, input_hw, content) > 0, radius) if sample.regions else None
-        for region, cells in _regions_with_cells(heatmap, stride, content, source_size, level):
+        for region, cells in find_regions_with_cells(heatmap, stride, content, source_size, level):
             if labelled is None or not _touches(cells, labelled, stride):
                 items.append(ReviewItem(name, sample.label, UNLABELLED, float(probability), region.peak, region.box, int(part)))
         for region in sample.regions:
@@ -173,22 +173,6 @@ def review_summary(items: Sequence[ReviewItem]) -> dict[str, int]:
         "images": len({i.file for i in items}),
         "parts": len({i.part for i in items}),
     }
-
-
-def _regions_with_cells(
-    heatmap: np.ndarray, stride: int, content: tuple[int, int, int, int], source_hw: tuple[int, int], level: float
-) -> list[tuple[Any, np.ndarray]]:
-    """Each region :func:`find_regions` reports, with the cells (bool grid) it is made of."""
-    above = (np.asarray(heatmap) >= level).astype(np.uint8)
-    if not above.any():
-        return []
-    count, labels = cv2.connectedComponents(above, connectivity=8)
-    out = []
-    for label in range(1, count):
-        cells = labels == label
-        regions = find_regions(np.where(cells, heatmap, 0.0), stride, content, source_hw, level)
-        out.extend((region, cells) for region in regions)  # none when the cells lie on a letterbox margin
-    return out
 
 
 def _cell_grid(mask: np.ndarray, stride: int, grid_hw: tuple[int, int]) -> np.ndarray:
@@ -213,14 +197,9 @@ def _cell_peak(heatmap: np.ndarray, mask: np.ndarray, stride: int) -> float:
 def _source_box(region: Region, source_hw: tuple[int, int]) -> tuple[int, int, int, int]:
     """A labelled region's bounding box in source pixels."""
     height, width = source_hw
-    points = np.asarray(region.points, dtype=np.float64)
-    if region.kind == "box":
-        cx, cy, w, h = points
-        x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-    else:
-        x0, x1, y0, y1 = points[0::2].min(), points[0::2].max(), points[1::2].min(), points[1::2].max()
-    return (int(np.clip(np.floor(x0 * width), 0, width)), int(np.clip(np.floor(y0 * height), 0, height)),
-            int(np.clip(np.ceil(x1 * width), 0, width)), int(np.clip(np.ceil(y1 * height), 0, height)))
+    xy = region_outline(region) * [width, height]  # in [0, width] x [0, height]
+    (x0, y0), (x1, y1) = np.floor(xy.min(axis=0)), np.ceil(xy.max(axis=0))
+    return int(x0), int(y0), int(x1), int(y1)
 
 
 def heatmap_report(

@@ -13,6 +13,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from edge_sealant.data.masks import region_outline
 from edge_sealant.data.types import Region
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.preprocess import ImageSource, decode, read_bytes, to_three_channels
@@ -54,11 +55,7 @@ def draw_overlay(
 
 def _outline(region: Region, width: int, height: int) -> np.ndarray:
     """A YOLO box or polygon (normalised) as an int32 outline in source pixels."""
-    points = np.asarray(region.points, dtype=np.float64)
-    if region.kind == "box":
-        cx, cy, w, h = points
-        points = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy - h / 2, cx + w / 2, cy + h / 2, cx - w / 2, cy + h / 2])
-    return np.round(points.reshape(-1, 2) * [width, height]).astype(np.int32)
+    return np.round(region_outline(region) * [width, height]).astype(np.int32)
 
 
 def _tint(image: np.ndarray, heatmap: np.ndarray, extent: tuple[float, float, float, float]) -> np.ndarray:

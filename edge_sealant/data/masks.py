@@ -62,14 +62,19 @@ def _covered(outlines: list[np.ndarray], input_hw: tuple[int, int]) -> np.ndarra
     return covered
 
 
-def _to_pixels(region: Region, box: tuple[int, int, int, int]) -> np.ndarray:
-    """The region's outline as N x 2 (x, y) float pixel coordinates of the model input."""
-    top, left, height, width = box
+def region_outline(region: Region) -> np.ndarray:
+    """The region's outline as N x 2 normalised (x, y) points in [0, 1]; a box gives its corners."""
     values = np.asarray(region.points, dtype=np.float64)
     if region.kind == "box":
         cx, cy, w, h = values
         values = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy - h / 2, cx + w / 2, cy + h / 2, cx - w / 2, cy + h / 2])
-    xy = values.reshape(-1, 2).clip(0.0, 1.0)
+    return values.reshape(-1, 2).clip(0.0, 1.0)
+
+
+def _to_pixels(region: Region, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The region's outline as N x 2 (x, y) float pixel coordinates of the model input."""
+    top, left, height, width = box
+    xy = region_outline(region)
     # pixel edges: x = 0 is the left edge of the first pixel, x = width the right edge of the last
     return np.stack([left + xy[:, 0] * width - 0.5, top + xy[:, 1] * height - 0.5], axis=1)
 

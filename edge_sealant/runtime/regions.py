@@ -40,6 +40,17 @@ def find_regions(
     level: float = DEFAULT_LEVEL,
 ) -> list[DefectRegion]:
     """Regions of ``heatmap`` (rows x columns, values in [0, 1]), strongest first."""
+    return [region for region, _ in find_regions_with_cells(heatmap, stride, content_box, source_hw, level)]
+
+
+def find_regions_with_cells(
+    heatmap: np.ndarray,
+    stride: int,
+    content_box: tuple[int, int, int, int],
+    source_hw: tuple[int, int],
+    level: float = DEFAULT_LEVEL,
+) -> list[tuple[DefectRegion, np.ndarray]]:
+    """:func:`find_regions`, each region with the cells it is made of (a bool rows x columns grid)."""
     above = (np.asarray(heatmap) >= level).astype(np.uint8)
     if not above.any():
         return []
@@ -47,11 +58,12 @@ def find_regions(
     regions = []
     for label in range(1, count):
         x, y, w, h = (int(v) for v in stats[label, :4])
-        peak = float(np.max(heatmap[labels == label]))
+        cells = labels == label
+        peak = float(np.max(heatmap[cells]))
         box = _to_source((x * stride, y * stride, (x + w) * stride, (y + h) * stride), content_box, source_hw)
         if box[2] > box[0] and box[3] > box[1]:  # cells wholly on a letterbox margin map to nothing
-            regions.append(DefectRegion(box, round(peak, 6), int(stats[label, cv2.CC_STAT_AREA])))
-    return sorted(regions, key=lambda r: -r.peak)
+            regions.append((DefectRegion(box, round(peak, 6), int(stats[label, cv2.CC_STAT_AREA])), cells))
+    return sorted(regions, key=lambda pair: -pair[0].peak)
 
 
 def _to_source(input_box: tuple[int, int, int, int], content_box: tuple[int, int, int, int], source_hw: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -28,13 +28,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_sealant.artifacts import OOF_SCORES
+from edge_sealant.card import ModelCard
 from edge_sealant.checkpoint import BEST, LAST
 from edge_sealant.errors import EdgeSealantError
 from edge_sealant.imageset import LoadedImages, load_images
@@ -132,22 +132,21 @@ def retrain_final_model(
     the threshold-free figures (AUROC) compare fairly: the threshold was chosen on the
     out-of-fold scores of the run's own epoch. ``benchmarks/fold_final_epochs.py`` calls this.
     """
-    recorded = json.loads((Path(run) / "run.json").read_text())
-    options = recorded_options(recorded["train"]["options"])
+    recorded = ModelCard.load(run)
+    options = recorded_options(recorded.train.get("options"))
     if not options.folds:
         raise EdgeSealantError(f"{run} is not a --folds run")
     if not 1 <= epochs <= options.epochs:
         raise EdgeSealantError(f"epochs must be in [1, {options.epochs}] (the run's schedule), got {epochs}")
     options = dataclasses.replace(options, out=str(out), seed=options.seed if seed is None else seed)
     dataset, _, _, loaded = _load_pool(options)
-    record = {**recorded["train"]["folds"], "source_run": str(run), "epochs_set_by": f"retrain_final_model(epochs={epochs})",
+    record = {**recorded.train["folds"], "source_run": str(run), "epochs_set_by": f"retrain_final_model(epochs={epochs})",
               "final_seed": options.seed}
-    metrics = recorded["metrics"]
     return _train_final_model(options, progress or TrainProgress(), dataset, loaded, epochs - 1,
-                              metrics["operating_point"], metrics["oof"], record)
+                              recorded.metrics["operating_point"], recorded.metrics["oof"], record)
 
 
-def _load_pool(options: TrainOptions) -> tuple[Any, list[Any], Any, LoadedImages]:
+def _load_pool(options: TrainOptions) -> tuple[Any, list[Any], ModelCard, LoadedImages]:
     """Step 1's data: (dataset, pool = train + val samples, new card, the pool's images sorted by path)."""
     dataset = load_training_dataset(options)
     pool = dataset.split("train") + list(dataset.splits.get("val") or [])

@@ -137,11 +137,12 @@ def markdown(payload: dict[str, Any]) -> str:
         f"{payload['data']} ({payload['split']} split), {payload['cpu']['cpu']} "
         f"({', '.join(flag for flag, present in payload['cpu']['isa'].items() if present)}).",
         f"Pointing game: heatmap peak inside a ground-truth region dilated by {DILATION:.0%} of the image side. "
+        "Random peak: the pointing game's chance level, the mean share of the input the dilated labels cover. "
         "Recall by size: a region counts as found when a cell inside it (dilated) reaches half the image's peak. "
         "Intervals: 95%, bootstrap of groups of images of one part (AUROC), Clopper-Pearson widened to that bootstrap (pointing game), Clopper-Pearson (recall by size). ReciproCAM implemented from the paper (see the script).",
         "",
-        "| method | run: model | map | image AUROC [95% CI] | pointing game [95% CI] | " + " | ".join(f"recall {label}" for _, _, label in SIZE_BINS) + " |",
-        "|---|---|---|---|---|" + "---|" * len(SIZE_BINS),
+        "| method | run: model | map | image AUROC [95% CI] | pointing game [95% CI] | random peak | " + " | ".join(f"recall {label}" for _, _, label in SIZE_BINS) + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(SIZE_BINS),
     ]
     for entry in payload["methods"]:
         ci = entry["auroc_ci"] or [None, None]
@@ -150,7 +151,7 @@ def markdown(payload: dict[str, Any]) -> str:
         lines.append(
             f"| {entry['method']} | {Path(entry['run']).name}: {entry['model']} {entry['input_size'][0]}x{entry['input_size'][1]} ({entry['supervision']}) | "
             f"{entry['map_size'][0]}x{entry['map_size'][1]} | {_f(entry['auroc'], 4)} [{_f(ci[0])}, {_f(ci[1])}] | "
-            f"{_f(entry['pointing_game'])} [{_f(pg[0])}, {_f(pg[1])}] ({entry['defect_images']} images) | "
+            f"{_f(entry['pointing_game'])} [{_f(pg[0])}, {_f(pg[1])}] ({entry['defect_images']} images) | {_f(entry.get('pointing_game_chance'))} | "
             + " | ".join(f"{_f(s['recall'])} ({s['found']}/{s['regions']})" for s in sizes) + " |"
         )
     return "\n".join(lines) + "\n"

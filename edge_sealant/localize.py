@@ -4,7 +4,9 @@ For a heatmap model scored on a labelled split (``evaluate``; ``benchmarks/local
 
 * **pointing game**: on each defect image whose defects are all outlined, the peak of the
   heatmap (upsampled bilinearly to the input size) lies inside a labelled box/polygon dilated
-  by 2% of the input side;
+  by 2% of the input side. Its **chance level** is the mean share of the input those dilated
+  labels cover: what a peak placed at random scores, so a figure near it means the heatmap
+  points nowhere in particular (large defects make chance high);
 * **recall by defect size**: a labelled region is found when some heatmap pixel inside it
   (dilated the same way) reaches half the image's peak; regions binned by their share of the
   image (< 0.1%, 0.1-1%, > 1%);
@@ -103,13 +105,14 @@ def localization(
     groups: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Pointing game (interval: Clopper-Pearson widened to a bootstrap of ``groups``, images of
-    one part) and recall by defect size over the outlined defect images of ``samples``.
+    one part; and its chance level) and recall by defect size over the outlined defect images
+    of ``samples``.
 
     ``boxes``: each image's content box (top, left, height, width) in the input.
     """
     groups = list(range(len(samples))) if groups is None else list(groups)
     radius = round(DILATION * max(input_hw))
-    per_image, image_groups = [], []
+    per_image, image_groups, covered = [], [], []
     found = {label: [0, 0] for _, _, label in SIZE_BINS}
     for heatmap, sample, box, group in zip(heatmaps, samples, boxes, groups):
         if not outlined_defect(sample):
@@ -119,6 +122,7 @@ def localization(
         labelled = dilated(region_mask(sample.regions, input_hw, content) > 0, radius)
         peak = np.unravel_index(int(np.argmax(up)), up.shape)
         per_image.append(bool(labelled[peak]))
+        covered.append(float(labelled.mean()))
         image_groups.append(group)
         for region in sample.regions:
             inside = dilated(region_mask([region], input_hw, content) > 0, radius)
@@ -130,6 +134,7 @@ def localization(
         "defect_images": images,
         "pointing_game": hits / images if images else None,
         "pointing_game_ci": list(widen(clopper_pearson(hits, images), grouped_rate_interval(per_image, image_groups))) if images else None,
+        "pointing_game_chance": float(np.mean(covered)) if images else None,
         "recall_by_size": {label: {"found": f, "regions": n, "recall": f / n if n else None,
                                    "recall_ci": list(clopper_pearson(f, n)) if n else None} for label, (f, n) in found.items()},
     }

@@ -64,6 +64,10 @@ def test_pointing_game_and_recall_by_size_on_outlined_defects_only():
     large = located["recall_by_size"]["> 1%"]
     assert (large["found"], large["regions"], large["recall"]) == (1, 2, 0.5)
     assert located["recall_by_size"]["< 0.1%"]["regions"] == 0
+    # chance: the dilated label (input pixels 0..6 grown by round(0.02 * 32) = 1 px) covers the
+    # same share of both judged images; a random peak lands in it that often
+    grown = (0.2 * 32 + 1) ** 2 / 32 ** 2
+    assert located["pointing_game_chance"] == pytest.approx(grown, rel=0.15)
 
 
 def test_a_peak_just_outside_the_label_still_points_at_it():

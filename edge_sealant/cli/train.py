@@ -211,7 +211,8 @@ def _render_heatmap_figures(metrics: dict[str, Any], console: Console) -> None:
         by_size = ", ".join(f"{label} {b['found']}/{b['regions']}" for label, b in located["recall_by_size"].items() if b["regions"])
         console.print(
             f"heatmap: pointing game {format_with_ci(located['pointing_game'], located['pointing_game_ci'], 3)} on "
-            f"{located['defect_images']} outlined defect images; labelled regions found by size: {by_size}",
+            f"{located['defect_images']} outlined defect images (a random peak: {located['pointing_game_chance']:.3f}); "
+            f"labelled regions found by size: {by_size}",
             highlight=False,
         )
     review = metrics.get("review")

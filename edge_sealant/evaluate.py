@@ -83,17 +83,38 @@ def report(
     def name(sample: Sample) -> str:
         return relative_name(sample, root)
 
-    misses = [(name(s), float(p)) for s, p, y, d in zip(loaded.samples, scores, labels, predicted) if y == 1 and not d]
-    alarms = [(name(s), float(p)) for s, p, y, d in zip(loaded.samples, scores, labels, predicted) if y == 0 and d]
+    rows = list(zip(loaded.samples, scores, labels, predicted, groups))
+    misses = [(name(s), float(p), int(g)) for s, p, y, d, g in rows if y == 1 and not d]
+    alarms = [(name(s), float(p), int(g)) for s, p, y, d, g in rows if y == 0 and d]
     metrics.update(
         threshold_policy=card.threshold_policy,
         recall_per_class=recall_per_class(classes, labels, scores, threshold),
         auroc_per_class=auroc_per_class(classes, labels, scores, groups),
-        missed_defects=[{"file": f, "probability": p} for f, p in sorted(misses, key=lambda m: m[1])],
-        false_alarms=[{"file": f, "probability": p} for f, p in sorted(alarms, key=lambda m: -m[1])],
+        missed_defects=[{"file": f, "probability": p, "part": g} for f, p, g in sorted(misses, key=lambda m: m[1])],
+        false_alarms=[{"file": f, "probability": p, "part": g} for f, p, g in sorted(alarms, key=lambda m: -m[1])],
+        errors_by_part=errors_by_part(labels, predicted, groups),
         skipped=loaded.skipped,
     )
     return metrics
+
+
+def errors_by_part(labels: np.ndarray, predicted: np.ndarray, groups: Sequence[int]) -> dict[str, dict[str, int]]:
+    """How many parts the misclassified images come from, against the parts of each class.
+
+    Why: exposures of one part tend to be missed together (magnetic-tile: four missed defect
+    images were four exposures of one break tile), so 4 misses of 66 images can be one
+    part of 20. A recall short of its target by one part is a different problem (a hard part
+    to review) from one short by many parts (a model or threshold problem).
+    """
+    groups = np.asarray(groups)
+    labels, predicted = np.asarray(labels), np.asarray(predicted, bool)
+
+    def count(label: int, wrong: np.ndarray) -> dict[str, int]:
+        mine = labels == label
+        return {"images": int(wrong.sum()), "parts": len(set(groups[wrong].tolist())), "of_images": int(mine.sum()),
+                "of_parts": len(set(groups[mine].tolist()))}
+
+    return {"missed_defects": count(1, (labels == 1) & ~predicted), "false_alarms": count(0, (labels == 0) & predicted)}
 
 
 def relative_name(sample: Sample, root: Path | None) -> str:

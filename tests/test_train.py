@@ -241,6 +241,21 @@ def test_evaluate_json_and_plots(tiny_run, tiny_data):
     assert card["metrics"]["test"]["auroc"] == metrics["auroc"]
     leak = metrics["leak_free"]  # generated scenes are distinct: nothing to exclude
     assert leak["excluded"] == 0 and leak["kept"] == metrics["n"]
+    missed = metrics["errors_by_part"]["missed_defects"]
+    assert missed["images"] == len(metrics["missed_defects"]) == metrics["confusion_matrix"]["fn"]
+    assert missed["parts"] == len({m["part"] for m in metrics["missed_defects"]}) <= missed["of_parts"]
+
+
+def test_errors_are_counted_by_part():
+    from edge_sealant.evaluate import errors_by_part
+
+    labels = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0])
+    predicted = np.array([0, 0, 0, 1, 0, 1, 1, 0, 0])
+    parts = [7, 7, 7, 7, 8, 9, 9, 10, 11]  # three exposures of part 7 missed, one caught
+    result = errors_by_part(labels, predicted, parts)
+    assert result["missed_defects"] == {"images": 4, "parts": 2, "of_images": 5, "of_parts": 2}
+    assert result["false_alarms"] == {"images": 2, "parts": 1, "of_images": 4, "of_parts": 3}
+    assert errors_by_part(labels, labels.astype(bool), parts)["missed_defects"]["parts"] == 0
 
 
 def test_evaluate_threshold_policy_is_stored(tiny_run, tiny_data, tmp_path):

@@ -197,7 +197,9 @@ def render_metrics(metrics: dict[str, Any], console: Console) -> None:
         items = metrics[key]
         if items:
             shown = ", ".join(f"{m['file']} ({m['probability']:.3f})" for m in items[:10])
-            console.print(f"[yellow]{title} ({len(items)}):[/] {shown}{' ...' if len(items) > 10 else ''}")
+            parts = (metrics.get("errors_by_part") or {}).get(key)
+            where = f" on {parts['parts']} of {parts['of_parts']} parts" if parts else ""
+            console.print(f"[yellow]{title} ({len(items)}{where}):[/] {shown}{' ...' if len(items) > 10 else ''}")
     for warning in metrics.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if metrics.get("plots"):

@@ -379,6 +379,11 @@ def test_folds_choose_epochs_and_threshold_out_of_fold(tiny_data, tmp_path):
     retune = runner.invoke(app, ["evaluate", str(run), str(tiny_data), "--threshold-policy", "youden", "--json"])
     assert retune.exit_code == 0, retune.output
     assert json.loads(retune.stdout)["threshold"] == pytest.approx(expected)
+    # the retrained final model carries the same out-of-fold scores, so it re-chooses alike
+    assert (tmp_path / "cv_other" / "folds" / "oof.csv").read_text() == (run / "folds" / "oof.csv").read_text()
+    again = runner.invoke(app, ["evaluate", str(tmp_path / "cv_other"), str(tiny_data), "--threshold-policy", "youden", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["operating_point"]["threshold"] == pytest.approx(expected)
     card = json.loads((run / "run.json").read_text())
     assert card["threshold"] == pytest.approx(expected) and card["threshold_policy"] == "youden"
     assert card["metrics"]["operating_point"]["chosen_on"] == "out-of-fold scores"

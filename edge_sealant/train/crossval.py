@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +143,14 @@ def retrain_final_model(
     dataset, _, _, loaded = _load_pool(options)
     record = {**recorded.train["folds"], "source_run": str(run), "epochs_set_by": f"retrain_final_model(epochs={epochs})",
               "final_seed": options.seed}
-    return _train_final_model(options, progress or TrainProgress(), dataset, loaded, epochs - 1,
-                              recorded.metrics["operating_point"], recorded.metrics["oof"], record)
+    result = _train_final_model(options, progress or TrainProgress(), dataset, loaded, epochs - 1,
+                                recorded.metrics["operating_point"], recorded.metrics["oof"], record)
+    # the out-of-fold scores its threshold came from travel with it, so that
+    # ``evaluate OUT --threshold-policy P`` can re-choose the threshold as on the source run
+    if (run / OOF_SCORES).is_file():
+        (out / OOF_SCORES).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / OOF_SCORES, out / OOF_SCORES)
+    return result
 
 
 def _load_pool(options: TrainOptions) -> tuple[Any, list[Any], ModelCard, LoadedImages]:

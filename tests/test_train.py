@@ -333,7 +333,7 @@ def test_folds_keep_the_whole_schedule_unless_an_earlier_epoch_wins_beyond_the_n
     assert choose_epochs(np.array([[0.9, 0.8], [0.9, 0.7]]), probe_epochs=1) == 1  # the probe epoch is never chosen
 
 
-def test_folds_choose_epochs_and_threshold_out_of_fold(tiny_data, tmp_path):
+def test_folds_choose_epochs_and_threshold_out_of_fold(tiny_data, tiny_run, tmp_path):
     run = tmp_path / "cv"
     result = runner.invoke(
         app, ["train", str(tiny_data), "--model", "mobilenet_v3_small", "--pretrained", "none", "--imgsz", "64x32",
@@ -384,6 +384,7 @@ def test_folds_choose_epochs_and_threshold_out_of_fold(tiny_data, tmp_path):
     again = runner.invoke(app, ["evaluate", str(tmp_path / "cv_other"), str(tiny_data), "--threshold-policy", "youden", "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["operating_point"]["threshold"] == pytest.approx(expected)
+    _threshold_policies_benchmark(run, tiny_run, tiny_data, expected)
     card = json.loads((run / "run.json").read_text())
     assert card["threshold"] == pytest.approx(expected) and card["threshold_policy"] == "youden"
     assert card["metrics"]["operating_point"]["chosen_on"] == "out-of-fold scores"
@@ -391,6 +392,33 @@ def test_folds_choose_epochs_and_threshold_out_of_fold(tiny_data, tmp_path):
     (run / "folds" / "oof.csv").unlink()
     refused = runner.invoke(app, ["evaluate", str(run), str(tiny_data), "--threshold-policy", "youden"])
     assert refused.exit_code == 1 and "trained on val" in refused.output
+
+
+def _threshold_policies_benchmark(run, plain_run, data, oof_youden):
+    """benchmarks/threshold_policies.py chooses as evaluate does (out-of-fold here, val for a
+    plain run), scores test, and leaves the run's card alone."""
+    from bench_fixtures import benchmark_script
+
+    script = benchmark_script(Path(__file__).resolve().parents[1], "threshold_policies")
+    before = (run / "run.json").read_text()
+    entry = script.measure(run, data, ["youden", "recall@0.9,fpr<=0.5"])
+    assert (run / "run.json").read_text() == before
+    youden, budget = entry["rows"]
+    assert youden["chosen_on"] == "out-of-fold" and youden["selection"]["threshold"] == pytest.approx(oof_youden)
+    assert budget["selection"]["fpr"] <= 0.5
+    for row in entry["rows"]:
+        test = row["test"]
+        missed = test["errors_by_part"]["missed_defects"]
+        assert missed["images"] == round((1 - test["recall"]) * missed["of_images"]) and missed["parts"] <= missed["images"]
+        assert test["fpr_ci"][0] <= test["fpr"] <= test["fpr_ci"][1]
+    assert script.measure(plain_run, data, ["youden"])["rows"][0]["chosen_on"] == "val"
+    lost = run.parent / "lost"
+    shutil.copytree(run, lost)
+    (lost / "folds" / "oof.csv").unlink()
+    with pytest.raises(EdgeSealantError, match="learnt from val"):
+        script.measure(lost, data, ["youden"])  # never val: the final model trained on it
+    table = script.markdown({"date": "d", "data": "x", "cpu": {"cpu": "c"}, "runs": [entry]})
+    assert table.count("| cv | ") == 2 and "`recall@0.9,fpr<=0.5` | out-of-fold |" in table
 
 
 def test_folds_refuse_a_time_limit(tiny_data, tmp_path):

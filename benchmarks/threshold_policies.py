@@ -83,7 +83,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# Threshold policies on unseen parts ({payload['date']})",
         "",
-        f"{payload['data']}, {cpu['cpu']}. Each policy chosen on the run's out-of-fold scores (or val), applied to test; "
+        f"{payload['data']}, {cpu['cpu']} ({', '.join(flag for flag, present in cpu.get('isa', {}).items() if present)}). Each policy chosen on the run's out-of-fold scores (or val), applied to test; "
         "intervals 95%, resampling parts; errors: images (parts) of all test images (parts) of that class.",
         "",
         "| run | policy | chosen on | threshold | there: recall / FPR (met) | test recall [95% CI] | test FPR [95% CI] | missed defects: images (parts) | false alarms: images (parts) |",

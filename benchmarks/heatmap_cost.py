@@ -117,7 +117,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# Cost of the heatmap output ({payload['date']})",
         "",
-        f"{payload['cpu']['cpu']} ({', '.join(k for k, v in payload['cpu']['isa'].items() if v)}), {payload['threads']} threads; "
+        f"{bench.cpu_label(payload['cpu'])}, {payload['threads']} threads; "
         f"EfficientNet-Lite0 {INPUT[0]}x{INPUT[1]}; latency: batch 1, {payload['iterations']} runs; end to end: "
         f"{payload['frames']} generated {FRAME[0]}x{FRAME[1]} JPEG frames through `Inspector.stream` (decode, resize, infer, regions); "
         "every figure from alternating rounds of the models, end-to-end images/s as the median of the rounds (their range in parentheses).",

@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, publish_results  # noqa: E402
+from edge_sealant.bench import cpu_info, cpu_label, publish_results  # noqa: E402
 
 SPLITS = ("val", "test")
 DEFAULT_VARIANTS = "recipe,overflow-disable,float-conv-head,float-blocks-0-5"
@@ -128,8 +128,8 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# Where INT8's error comes from ({payload['date']})",
         "",
-        f"{payload['data']}; NNCF post-training INT8 of each run's FP32 IR, executed (f32 float parts) on {cpu['cpu']} "
-        f"({', '.join(k for k, v in cpu['isa'].items() if v)}). Logit error: mean |INT8 logit - FP32 logit| over the split's images "
+        f"{payload['data']}; NNCF post-training INT8 of each run's FP32 IR, executed (f32 float parts) on {cpu_label(cpu)}. "
+        f"Logit error: mean |INT8 logit - FP32 logit| over the split's images "
         "(FP32 logits' sd in the header of each run). Drop: FP32 - INT8 AUROC, paired 95% interval (resampling parts).",
         "",
     ]

@@ -70,7 +70,7 @@ def latencies(runs: list[Path], rounds: int = 5, iterations: int = 300) -> list[
 def markdown(payload: dict[str, Any]) -> str:
     cpu = payload["cpu"]
     lines = [f"# INT8 heatmap models vs FP32 ({payload['date']})", "",
-             f"{cpu['cpu']} ({', '.join(k for k, v in cpu['isa'].items() if v)}); data: `{payload['data']}`; "
+             f"{bench.cpu_label(cpu)}; data: `{payload['data']}`; "
              "peaks on the defect images of each split.", "",
              "| model | split | n defects | AUROC FP32 | AUROC INT8 | drop | peak same cell | within one cell | on FP32 plateau | in FP32's region | INT8 p50 ms (FP32) |",
              "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]

@@ -28,7 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, publish_results  # noqa: E402
+from edge_sealant.bench import cpu_info, cpu_label, publish_results  # noqa: E402
 from edge_sealant.metrics import format_difference  # noqa: E402
 from edge_sealant.quantize.run import OVERFLOW_FIXES  # noqa: E402
 
@@ -134,8 +134,8 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# INT8: post-training vs quantization-aware fine-tune ({payload['date']})",
         "",
-        f"{payload['data']}; OpenVINO FP32 and INT8 (f32 execution) on {cpu['cpu']} "
-        f"({', '.join(k for k, v in cpu['isa'].items() if v)}). Routes: {', '.join(payload.get('routes', VARIANTS))}. "
+        f"{payload['data']}; OpenVINO FP32 and INT8 (f32 execution) on {cpu_label(cpu)}. "
+        f"Routes: {', '.join(payload.get('routes', VARIANTS))}. "
         + (f"QAT: {payload['epochs']:g} epoch(s) of the train split. " if "qat" in payload.get("routes", VARIANTS) else "")
         + f"NNCF overflow fix: {payload.get('overflow_fix') or 'as the recipe sets it'}. "
         f"Target: AUROC drop <= {TARGET_DROP} on both splits. Intervals: 95%, resampling parts.",

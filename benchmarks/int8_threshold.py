@@ -26,7 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, publish_results  # noqa: E402
+from edge_sealant.bench import cpu_info, cpu_label, publish_results  # noqa: E402
 
 POLICIES = ("recall@0.99", "recall@0.95")
 
@@ -81,8 +81,8 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# INT8 threshold: FP32's or its own ({payload['date']})",
         "",
-        f"{payload['data']}; OpenVINO FP32 and INT8 (f32 execution) on {cpu['cpu']} "
-        f"({', '.join(k for k, v in cpu['isa'].items() if v)}). Thresholds chosen on val with the policy; recall and "
+        f"{payload['data']}; OpenVINO FP32 and INT8 (f32 execution) on {cpu_label(cpu)}. "
+        f"Thresholds chosen on val with the policy; recall and "
         "false-alarm rate (FPR) measured on test, intervals 95% resampling parts.",
         "",
         "| run | policy | FP32: threshold | recall | FPR | INT8 at FP32's: threshold | recall | FPR | INT8 at its own: threshold | recall | FPR |",

@@ -30,7 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, publish_results  # noqa: E402
+from edge_sealant.bench import cpu_info, cpu_label, publish_results  # noqa: E402
 from edge_sealant.localize import UNLABELLED, UNSEEN  # noqa: E402
 
 
@@ -86,8 +86,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# Label review: where heatmap and labels disagree ({payload['date']})",
         "",
-        f"{payload['data']} ({payload['split']} split), {payload['cpu']['cpu']} "
-        f"({', '.join(flag for flag, present in payload['cpu']['isa'].items() if present)}).",
+        f"{payload['data']} ({payload['split']} split), {cpu_label(payload['cpu'])}.",
         "Per run (`evaluate`'s review): heatmap regions (cells >= 0.5) touching no labelled region (dilated by 2% of the input side), "
         "on defect and on normal images; labelled regions the heatmap does not reach 0.5 on. Agreed: repeated by every run "
         "(overlapping boxes for regions, the same label for unseen labels). Pointing game interval: 95%, Clopper-Pearson "

@@ -36,7 +36,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, publish_results  # noqa: E402
+from edge_sealant.bench import cpu_info, cpu_label, publish_results  # noqa: E402
 from edge_sealant.checkpoint import load_trained  # noqa: E402
 from edge_sealant.data.loading import load_dataset_like  # noqa: E402
 from edge_sealant.imageset import load_images  # noqa: E402
@@ -134,8 +134,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# Localization: supervised heatmap vs ReciproCAM ({payload['date']})",
         "",
-        f"{payload['data']} ({payload['split']} split), {payload['cpu']['cpu']} "
-        f"({', '.join(flag for flag, present in payload['cpu']['isa'].items() if present)}).",
+        f"{payload['data']} ({payload['split']} split), {cpu_label(payload['cpu'])}.",
         f"Pointing game: heatmap peak inside a ground-truth region dilated by {DILATION:.0%} of the image side. "
         "Random peak: the pointing game's chance level, the mean share of the input the dilated labels cover. "
         "Recall by size: a region counts as found when a cell inside it (dilated) reaches half the image's peak. "

@@ -236,7 +236,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# `edge-sealant serve` under load ({payload['date']})",
         "",
-        f"{cpu['cpu']} ({', '.join(k for k, ok in cpu['isa'].items() if ok)}), {os.cpu_count()} logical CPUs; "
+        f"{bench.cpu_label(cpu)}, {os.cpu_count()} logical CPUs; "
         f"model: {payload['model_description']}; {payload['frames']} generated {FRAME[0]}x{FRAME[1]} JPEG frames "
         f"({payload['jpeg_kb']:.0f} KB on average). Server and clients share this machine (loopback).",
         "",

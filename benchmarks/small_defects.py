@@ -37,7 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, publish_results  # noqa: E402
+from edge_sealant.bench import cpu_info, cpu_label, publish_results  # noqa: E402
 from edge_sealant.metrics import bootstrap_intervals, clopper_pearson  # noqa: E402
 
 FALSE_ALARM_BUDGET = 0.05
@@ -145,7 +145,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# Small defects on 2532x824 frames ({payload['date']})",
         "",
-        f"{payload['data']} ({payload.get('split', 'test')} split{'s' if payload.get('split') == 'all' else ''}), {payload['cpu']['cpu']} ({', '.join(k for k, v in payload['cpu']['isa'].items() if v)}). "
+        f"{payload['data']} ({payload.get('split', 'test')} split{'s' if payload.get('split') == 'all' else ''}), {cpu_label(payload['cpu'])}. "
         f"Recall at the threshold flagging <= {FALSE_ALARM_BUDGET:.0%} of the normal frames scored; 'small': largest defect box "
         f"< {SMALL:.1%} of the frame. Intervals: 95%, stratified bootstrap (AUROC), Clopper-Pearson (recall).",
         "",

@@ -29,7 +29,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_sealant.bench import cpu_info, publish_results  # noqa: E402
+from edge_sealant.bench import cpu_info, cpu_label, publish_results  # noqa: E402
 
 POLICIES = ("recall@0.95", "recall@0.95,fpr<=0.2")
 
@@ -83,7 +83,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# Threshold policies on unseen parts ({payload['date']})",
         "",
-        f"{payload['data']}, {cpu['cpu']} ({', '.join(flag for flag, present in cpu.get('isa', {}).items() if present)}). Each policy chosen on the run's out-of-fold scores (or val), applied to test; "
+        f"{payload['data']}, {cpu_label(cpu)}. Each policy chosen on the run's out-of-fold scores (or val), applied to test; "
         "intervals 95%, resampling parts; errors: images (parts) of all test images (parts) of that class.",
         "",
         "| run | policy | chosen on | threshold | there: recall / FPR (met) | test recall [95% CI] | test FPR [95% CI] | missed defects: images (parts) | false alarms: images (parts) |",

@@ -192,6 +192,8 @@ def test_timing_helpers():
     timing = bench.Timing.of([0.001] * 98 + [0.002, 0.010])
     assert timing.p50 == pytest.approx(1.0) and timing.p99 > 1.5 and timing.mean > 1.0
     assert bench.cpu_slug("Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.0GHz") == "intel-xeon-platinum-8480"
+    assert bench.cpu_label({"cpu": "AMD EPYC", "isa": {"avx2": True, "avx512_vnni": True, "amx_tile": False}}) == "AMD EPYC (avx2, avx512_vnni)"
+    assert bench.cpu_label({"cpu": "AMD EPYC"}) == "AMD EPYC"  # a payload from before the ISA was recorded
     assert bench.physical_cores() >= 1
     images = np.arange(3 * 2 * 2 * 3, dtype=np.uint8).reshape(3, 2, 2, 3)
     assert bench.batch_of(images, 5).shape == (5, 2, 2, 3)

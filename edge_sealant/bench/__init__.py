@@ -40,7 +40,7 @@ from edge_sealant.bench.report import (
     result_stem,
     write_result_files,
 )
-from edge_sealant.bench.system import ISA_FLAGS, cpu_info, cpu_slug, openvino_capabilities, physical_cores, system_header
+from edge_sealant.bench.system import ISA_FLAGS, cpu_info, cpu_label, cpu_slug, openvino_capabilities, physical_cores, system_header
 from edge_sealant.bench.table import (
     BACKENDS,
     PRECISIONS,
@@ -73,6 +73,7 @@ __all__ = [
     "batch_of",
     "bench_row",
     "cpu_info",
+    "cpu_label",
     "cpu_slug",
     "default_out_dir",
     "drop_gate",

@@ -92,6 +92,13 @@ def system_header(threads: int) -> dict[str, Any]:
     }
 
 
+def cpu_label(cpu: dict[str, Any]) -> str:
+    """``cpu_info()`` as result files name it: 'AMD EPYC (avx2, avx512f, avx512_vnni)', the ISA
+    flags present (an older payload without them: the name alone)."""
+    flags = [flag for flag, present in (cpu.get("isa") or {}).items() if present]
+    return f"{cpu['cpu']} ({', '.join(flags)})" if flags else str(cpu["cpu"])
+
+
 def cpu_slug(cpu: str) -> str:
     """'Intel(R) Xeon(R) Platinum 8480+' -> 'intel-xeon-platinum-8480' (for file names)."""
     text = re.sub(r"\((r|tm)\)|cpu|@.*$|processor", " ", cpu.lower())

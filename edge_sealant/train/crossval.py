@@ -147,9 +147,10 @@ def retrain_final_model(
                                 recorded.metrics["operating_point"], recorded.metrics["oof"], record)
     # the out-of-fold scores its threshold came from travel with it, so that
     # ``evaluate OUT --threshold-policy P`` can re-choose the threshold as on the source run
-    if (run / OOF_SCORES).is_file():
-        (out / OOF_SCORES).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run / OOF_SCORES, out / OOF_SCORES)
+    source, copy = Path(run) / OOF_SCORES, Path(out) / OOF_SCORES
+    if source.is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, copy)
     return result
 
 

@@ -18,7 +18,7 @@ def test_notebook_is_valid_and_guards_colab_only_steps():
     nbformat.validate(nb)
     source = "\n".join(cell.source for cell in nb.cells)
     for needle in ("pip install -q git+", "pip install -q -e", "files.upload()", "drive.mount", "data inspect",
-                   "--device {DEVICE}", "quantize", "bench", "--bundle", "EDGE_SEALANT_NOTEBOOK_QUICK"):
+                   "--device {DEVICE}", "{FOLD_OPTION}", "--threshold-policy", "quantize", "bench", "--bundle", "EDGE_SEALANT_NOTEBOOK_QUICK"):
         assert needle in source, needle
     for line in source.splitlines():
         if "google.colab import" in line:
@@ -40,7 +40,9 @@ def test_notebook_executes_on_cpu(tmp_path, monkeypatch):
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
     work = tmp_path / "work"
-    assert (work / "run" / "run.json").is_file()
+    card = json.loads((work / "run" / "run.json").read_text())
+    # quick mode takes the GPU route's grouped folds (2 of them), so it runs end to end too
+    assert card["train"]["folds"]["k"] == 2 and card["metrics"]["operating_point"]["chosen_on"] == "out-of-fold scores"
     assert (work / "run" / "openvino" / "int8" / "model.xml").is_file()
     rows = json.loads((work / "run" / "bench" / "bench.json").read_text())["rows"]
     assert {(r["backend"], r["precision"]) for r in rows} >= {("torch", "fp32"), ("openvino", "int8")}

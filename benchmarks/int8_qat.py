@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--routes", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)")
     parser.add_argument("--reuse", action="store_true", help="score the INT8 models already in --work instead of quantizing again")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--name", default="int8-qat", help="results file name after date and CPU")
+    parser.add_argument("--name", default=None, help="dataset name in the results file <date>_<cpu>_<name>_int8-qat (default: the data folder's)")
     args = parser.parse_args(argv)
     cpu = cpu_info()
     routes = tuple(args.routes.split(","))
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [measure(r, args.data, args.epochs, args.work, args.reuse, args.overflow_fix, routes) for r in args.runs]
     payload = {"date": date.today().isoformat(), "data": str(args.data), "epochs": args.epochs, "overflow_fix": args.overflow_fix, "routes": list(routes), "cpu": cpu,
                "runs": runs, "summary": summarise(runs)}
-    publish_results(args.results, f"{args.name}_int8-qat", payload, markdown(payload))
+    publish_results(args.results, f"{args.name or Path(args.data).resolve().parent.name}_int8-qat", payload, markdown(payload))
     return 0
 
 

@@ -20,7 +20,6 @@ margin instead. This measures what each policy buys on unseen parts.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from datetime import date
 from pathlib import Path
@@ -35,17 +34,13 @@ POLICIES = ("recall@0.95", "recall@0.95,fpr<=0.2")
 
 
 def selection_scores(run: Path, backend: Any, dataset: Any) -> tuple[str, list[int], list[float]]:
-    """(where, labels, probabilities) a policy is chosen on: out-of-fold scores, else val."""
+    """(where, labels, probabilities) a policy is chosen on: out-of-fold scores, else val
+    (never for a model that learnt from val: ``oof_scores`` says why)."""
     from edge_sealant.artifacts import OOF_SCORES
-    from edge_sealant.errors import EdgeSealantError
-    from edge_sealant.evaluate import score, split_role
+    from edge_sealant.evaluate import oof_scores, score, split_role
 
-    if (run / OOF_SCORES).is_file():
-        with (run / OOF_SCORES).open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        return "out-of-fold", [int(r["label"]) for r in rows], [float(r["probability"]) for r in rows]
-    if split_role(backend.card, "val") == "training":
-        raise EdgeSealantError(f"{run} learnt from val and has no {OOF_SCORES}: nothing unseen to choose a threshold on")
+    if (run / OOF_SCORES).is_file() or split_role(backend.card, "val") == "training":
+        return ("out-of-fold", *oof_scores(run))
     loaded, scores = score(backend, dataset.split("val"))
     return "val", loaded.labels.tolist(), scores.tolist()
 

@@ -150,14 +150,14 @@ def retune_threshold(backend: Backend, val: Sequence[Sample], policy_text: str) 
     return threshold_choice(loaded.labels, scores, policy_text).to_dict()
 
 
-def oof_threshold(run: Path, policy_text: str) -> dict[str, Any]:
-    """Re-choose a ``--folds`` run's threshold on its out-of-fold scores (``folds/oof.csv``:
-    every train+val image scored by the fold model that never saw it), as training did."""
+def oof_scores(run: Path) -> tuple[list[int], list[float]]:
+    """A ``--folds`` run's stored out-of-fold labels and probabilities (``folds/oof.csv``:
+    every train+val image scored by the fold model that never saw it)."""
     import csv
 
     from edge_sealant.artifacts import OOF_SCORES
 
-    path = run / OOF_SCORES
+    path = Path(run) / OOF_SCORES
     if not path.is_file():
         raise EdgeSealantError(
             f"this run's model was trained on val (--folds) and {path} is missing, so there is nothing unseen to choose "
@@ -165,8 +165,13 @@ def oof_threshold(run: Path, policy_text: str) -> dict[str, Any]:
         )
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    labels = [int(row["label"]) for row in rows]
-    return threshold_choice(labels, [float(row["probability"]) for row in rows], policy_text).to_dict()
+    return [int(row["label"]) for row in rows], [float(row["probability"]) for row in rows]
+
+
+def oof_threshold(run: Path, policy_text: str) -> dict[str, Any]:
+    """Re-choose a ``--folds`` run's threshold on its out-of-fold scores, as training did."""
+    labels, probabilities = oof_scores(run)
+    return threshold_choice(labels, probabilities, policy_text).to_dict()
 
 
 def write_plots(loaded: LoadedImages, scores: np.ndarray, metrics: dict[str, Any], card: ModelCard, out: Path) -> dict[str, str]:

@@ -415,7 +415,7 @@ def _threshold_policies_benchmark(run, plain_run, data, oof_youden):
     lost = run.parent / "lost"
     shutil.copytree(run, lost)
     (lost / "folds" / "oof.csv").unlink()
-    with pytest.raises(EdgeSealantError, match="learnt from val"):
+    with pytest.raises(EdgeSealantError, match="trained on val"):
         script.measure(lost, data, ["youden"])  # never val: the final model trained on it
     table = script.markdown({"date": "d", "data": "x", "cpu": {"cpu": "c"}, "runs": [entry]})
     assert table.count("| cv | ") == 2 and "`recall@0.9,fpr<=0.5` | out-of-fold |" in table

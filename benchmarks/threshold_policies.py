@@ -34,12 +34,11 @@ POLICIES = ("recall@0.95", "recall@0.95,fpr<=0.2")
 
 
 def selection_scores(run: Path, backend: Any, dataset: Any) -> tuple[str, list[int], list[float]]:
-    """(where, labels, probabilities) a policy is chosen on: out-of-fold scores, else val
-    (never for a model that learnt from val: ``oof_scores`` says why)."""
-    from edge_sealant.artifacts import OOF_SCORES
+    """(where, labels, probabilities) a policy is chosen on, by the rule of ``evaluate
+    --threshold-policy``: the out-of-fold scores of a model that learnt from val, else val."""
     from edge_sealant.evaluate import oof_scores, score, split_role
 
-    if (run / OOF_SCORES).is_file() or split_role(backend.card, "val") == "training":
+    if split_role(backend.card, "val") == "training":
         return ("out-of-fold", *oof_scores(run))
     loaded, scores = score(backend, dataset.split("val"))
     return "val", loaded.labels.tolist(), scores.tolist()

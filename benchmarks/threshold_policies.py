@@ -44,18 +44,21 @@ def selection_scores(run: Path, backend: Any, dataset: Any) -> tuple[str, list[i
     return "val", loaded.labels.tolist(), scores.tolist()
 
 
-def test_point(labels: Any, scores: Any, groups: list[int], threshold: float) -> dict[str, Any]:
+def test_point(labels: Any, scores: Any, groups: list[int], threshold: float, names: list[str]) -> dict[str, Any]:
+    """Test recall and FPR at ``threshold`` with intervals, errors by part, and the missed
+    defect files by name (so a claim like "one tile's exposures" can be read off the file)."""
     from edge_sealant.evaluate import errors_by_part
     from edge_sealant.metrics import binary_metrics, with_intervals
 
     m = with_intervals(binary_metrics(labels, scores, threshold), labels, scores, groups=groups)
+    missed = [name for name, label, s in zip(names, labels, scores) if label == 1 and s < threshold]
     return {"recall": m["recall"], "recall_ci": m["recall_ci"], "fpr": m["fpr"], "fpr_ci": m["fpr_ci"],
-            "errors_by_part": errors_by_part(labels, scores >= threshold, groups)}
+            "errors_by_part": errors_by_part(labels, scores >= threshold, groups), "missed_files": missed}
 
 
 def measure(run: Path, data: Path, policies: list[str]) -> dict[str, Any]:
     from edge_sealant.data.loading import load_dataset_like
-    from edge_sealant.evaluate import card_group_by, part_groups, score
+    from edge_sealant.evaluate import card_group_by, part_groups, relative_name, score
     from edge_sealant.metrics import threshold_choice
     from edge_sealant.torch_backend import TorchBackend
 
@@ -64,11 +67,12 @@ def measure(run: Path, data: Path, policies: list[str]) -> dict[str, Any]:
     chosen_on, sel_labels, sel_scores = selection_scores(run, backend, dataset)
     loaded, scores = score(backend, dataset.split("test"))
     groups = part_groups(loaded.samples, card_group_by(backend.card))
+    names = [relative_name(sample, dataset.root) for sample in loaded.samples]
     rows = []
     for policy in policies:
         choice = threshold_choice(sel_labels, sel_scores, policy)
         rows.append({"policy": policy, "chosen_on": chosen_on, "selection": choice.to_dict(),
-                     "test": test_point(loaded.labels, scores, groups, choice.threshold)})
+                     "test": test_point(loaded.labels, scores, groups, choice.threshold, names)})
     return {"run": str(run), "rows": rows}
 
 
@@ -95,6 +99,11 @@ def markdown(payload: dict[str, Any]) -> str:
                 f"{missed['images']} ({missed['parts']}) of {missed['of_images']} ({missed['of_parts']}) | "
                 f"{alarms['images']} ({alarms['parts']}) of {alarms['of_images']} ({alarms['of_parts']}) |"
             )
+    lines += ["", "Missed test defects (file names, without the folder):", ""]
+    for entry in payload["runs"]:
+        for row in entry["rows"]:
+            missed = [Path(name).stem for name in row["test"].get("missed_files", [])]
+            lines.append(f"- {Path(entry['run']).name}, `{row['policy']}`: {', '.join(missed) or 'none'}")
     return "\n".join(lines) + "\n"
 
 

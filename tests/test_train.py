@@ -410,6 +410,7 @@ def _threshold_policies_benchmark(run, plain_run, data, oof_youden):
         test = row["test"]
         missed = test["errors_by_part"]["missed_defects"]
         assert missed["images"] == round((1 - test["recall"]) * missed["of_images"]) and missed["parts"] <= missed["images"]
+        assert len(test["missed_files"]) == missed["images"] and all(name.startswith("images/test/") for name in test["missed_files"])
         assert test["fpr_ci"][0] <= test["fpr"] <= test["fpr_ci"][1]
     assert script.measure(plain_run, data, ["youden"])["rows"][0]["chosen_on"] == "val"
     lost = run.parent / "lost"
@@ -419,6 +420,9 @@ def _threshold_policies_benchmark(run, plain_run, data, oof_youden):
         script.measure(lost, data, ["youden"])  # never val: the final model trained on it
     table = script.markdown({"date": "d", "data": "x", "cpu": {"cpu": "c"}, "runs": [entry]})
     assert table.count("| cv | ") == 2 and "`recall@0.9,fpr<=0.5` | out-of-fold |" in table
+    for row in entry["rows"]:
+        listed = ", ".join(Path(name).stem for name in row["test"]["missed_files"]) or "none"
+        assert f"- cv, `{row['policy']}`: {listed}" in table
 
 
 def test_folds_refuse_a_time_limit(tiny_data, tmp_path):

@@ -99,7 +99,7 @@ def markdown(payload: dict[str, Any]) -> str:
                 f"{missed['images']} ({missed['parts']}) of {missed['of_images']} ({missed['of_parts']}) | "
                 f"{alarms['images']} ({alarms['parts']}) of {alarms['of_images']} ({alarms['of_parts']}) |"
             )
-    lines += ["", "Missed test defects (file names, without the folder):", ""]
+    lines += ["", "Missed test defects (file names without folder and extension):", ""]
     for entry in payload["runs"]:
         for row in entry["rows"]:
             missed = [Path(name).stem for name in row["test"].get("missed_files", [])]

@@ -102,7 +102,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += ["", "Missed test defects (file names without folder and extension):", ""]
     for entry in payload["runs"]:
         for row in entry["rows"]:
-            missed = [Path(name).stem for name in row["test"].get("missed_files", [])]
+            missed = [Path(name).stem for name in row["test"]["missed_files"]]
             lines.append(f"- {Path(entry['run']).name}, `{row['policy']}`: {', '.join(missed) or 'none'}")
     return "\n".join(lines) + "\n"
 

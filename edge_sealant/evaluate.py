@@ -102,8 +102,8 @@ def errors_by_part(labels: np.ndarray, predicted: np.ndarray, groups: Sequence[i
     """How many parts the misclassified images come from, against the parts of each class.
 
     Why: exposures of one part tend to be missed together (magnetic-tile at 320: the 5-fold
-    final models miss 3-5 of 66 test defect images, on 1-2 of 19 defect parts, 3-4 of them
-    exposures of one break tile), so a recall short of its target by one part is a hard part
+    final models miss 3-5 of 66 test defect images at the out-of-fold recall@0.95, on 1-2 of 19
+    defect parts, 3-5 of them exposures of one break tile), so a recall short of its target by one part is a hard part
     to review, not the same problem as one short by many parts (a model or threshold problem).
     """
     groups = np.asarray(groups)
